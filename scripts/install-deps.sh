@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what Parley's tests need and the machine may lack: npm packages (from the lockfile), and Debian's
+# chromium (browser tests) and ffmpeg (test videos). Idempotent; quick when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  echo "installing Debian packages: ${need[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,116 @@
+/**
+ * The Store port: everything Parley keeps durably. Adapters live in `server/store/` (embedded LMDB, MongoDB)
+ * and must pass the one contract suite in `test/contract/store.contract.ts`.
+ *
+ * Accounts and queued messages are keyed by the *name key* (`nameKey()` from shared: NFKC + lower case);
+ * the display form of a name is kept beside it. Every method may reject with `StoreUnavailableError` when the
+ * backing store cannot be reached; the core turns that into STORE_UNAVAILABLE for clients and never reports a
+ * message as queued unless `enqueue` resolved.
+ */
+
+export interface Account {
+  /** Name key (identity). */
+  key: string;
+  /** Display form, as registered (NFKC-normalised). */
+  name: string;
+  /** scrypt hash in the self-describing form produced by server/core/passwords.ts. */
+  passwordHash: string;
+  created: number;
+}
+
+export interface SessionRecord {
+  /** SHA-256 of the bearer token, hex. The token itself is never stored. */
+  tokenHash: string;
+  /** Name key of the account. */
+  key: string;
+  created: number;
+  /** ms since epoch after which the session is invalid. */
+  expires: number;
+  /** Set when a newer sign-in of the same name took over: the time it happened. */
+  replacedAt?: number;
+}
+
+export interface NewQueuedMessage {
+  /** Recipient name key. */
+  to: string;
+  /** Sender display name (as stamped by the server). */
+  from: string;
+  /** Sender name key: (fromKey, id) is unique across the whole queue. */
+  fromKey: string;
+  /** Client-made message id. */
+  id: string;
+  text: string;
+  /** Acceptance time, ms since epoch. */
+  ts: number;
+}
+
+export interface QueuedMessage extends NewQueuedMessage {
+  /**
+   * Position in the recipient's queue: strictly increasing in acceptance order per recipient, also when several
+   * Parley processes share one store. Not necessarily dense.
+   */
+  seq: number;
+}
+
+export type EnqueueResult =
+  /** Stored now. */
+  | { status: 'queued'; seq: number }
+  /** (fromKey, id) was already in the queue; nothing written. */
+  | { status: 'duplicate'; seq: number }
+  /** The recipient's queue holds `cap` messages already; nothing written. */
+  | { status: 'full' };
+
+export interface Store {
+  /** Human-readable adapter name for logs and health (`embedded`, `mongodb`). */
+  readonly kind: string;
+
+  /** Connects / opens, creates indexes. Rejects with a clear message when it cannot. */
+  open(): Promise<void>;
+  /** Flushes and closes. Idempotent. */
+  close(): Promise<void>;
+  /** Cheap liveness check used by health and by outage recovery. */
+  ping(): Promise<boolean>;
+
+  // accounts
+  /** Creates the account; returns false (and writes nothing) when the key exists. */
+  createAccount(account: Account): Promise<boolean>;
+  getAccount(key: string): Promise<Account | null>;
+
+  // sessions
+  putSession(session: SessionRecord): Promise<void>;
+  getSession(tokenHash: string): Promise<SessionRecord | null>;
+  deleteSession(tokenHash: string): Promise<void>;
+  /**
+   * Marks every live session of `key` except `keepTokenHash` as replaced at `at` and returns their token
+   * hashes. Sessions already replaced are left as they are.
+   */
+  replaceSessions(key: string, keepTokenHash: string, at: number): Promise<string[]>;
+  /** Deletes sessions whose `expires` is before `now`; returns how many. */
+  purgeExpiredSessions(now: number): Promise<number>;
+
+  // the offline queue
+  /**
+   * Appends to `to`'s queue unless (fromKey, id) is already queued (for any recipient) or the queue holds
+   * `cap` messages. Atomic: concurrent calls never exceed the cap nor store a duplicate.
+   * Resolves only once the message survives a crash of this process.
+   */
+  enqueue(message: NewQueuedMessage, cap: number): Promise<EnqueueResult>;
+  /** Up to `limit` messages of `to` with seq > afterSeq and ts >= notBefore, in seq order. */
+  fetchQueue(to: string, afterSeq: number, limit: number, notBefore: number): Promise<QueuedMessage[]>;
+  /** Deletes the given messages of `to` (bulk); unknown seqs are ignored. Returns how many were deleted. */
+  ackQueue(to: string, seqs: number[]): Promise<number>;
+  /** Number of messages waiting for `to`. */
+  queueLength(to: string): Promise<number>;
+  /** Looks a queued message up by (fromKey, id); used to answer resends. */
+  findQueued(fromKey: string, id: string): Promise<QueuedMessage | null>;
+  /** Deletes queued messages with ts < before (retention); returns how many. */
+  purgeExpiredMessages(before: number): Promise<number>;
+}
+
+/** Thrown (rejected) by adapters when the backing store cannot be reached. */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
