@@ -1,0 +1,174 @@
+/**
+ * Accounts and sessions: registration, sign-in with rate limits, sign-out, token authentication, and the
+ * bookkeeping that makes "one live session per name" hold across racing sign-ins.
+ *
+ * A session token is 32 random bytes (base64url) handed to the client once; the store keeps only its SHA-256.
+ * Sign-in for a name runs its final step (write the session, mark older ones replaced, tell the hub) under a
+ * per-name lock, so of N racing sign-ins exactly one ends up current and every other one is marked replaced.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { Limits } from '../../shared/protocol.ts';
+import { nameKey, normalizeName } from '../../shared/names.ts';
+import { AppError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import { hashPassword, verifyPassword, type ScryptParams } from './passwords.ts';
+import { KeyedMutex } from './mutex.ts';
+import { KeyedLimiter } from './ratelimit.ts';
+import { StoreUnavailableError, type SessionRecord, type Store } from './store.ts';
+
+export interface AccountsOptions {
+  sessionTtlMs: number;
+  scrypt: ScryptParams;
+  /** Failed sign-ins allowed per name and per address: sustained rate per minute and burst. */
+  signinFailuresPerMinute: number;
+  signinFailureBurst: number;
+}
+
+export interface SignedIn { name: string; key: string; token: string; tokenHash: string; expires: number }
+
+/** What an authenticated upgrade carries into the hub. */
+export interface Auth {
+  name: string;
+  key: string;
+  tokenHash: string;
+  expires: number;
+  /** True when a newer sign-in took this session over: the socket is told so and closed at once. */
+  replaced: boolean;
+}
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+/** Wraps store calls so an outage becomes the coded error clients understand. */
+export async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof StoreUnavailableError) throw new AppError('STORE_UNAVAILABLE', 'the message store is unavailable; try again shortly');
+    throw err;
+  }
+}
+
+export class Accounts {
+  private readonly failuresByName: KeyedLimiter;
+  private readonly failuresByAddress: KeyedLimiter;
+  private readonly lock = new KeyedMutex();
+  /** Display names of accounts known to exist, by key: spares the store a read per message. */
+  private readonly known = new Map<string, string>();
+  /** The current session per name key, as decided by the last completed sign-in in this process. */
+  private readonly current = new Map<string, string>();
+  /** Called after a sign-in replaced older sessions: the hub closes their sockets. */
+  onTakeover: (key: string, currentTokenHash: string) => void = () => {};
+
+  constructor(private readonly store: Store, private readonly opts: AccountsOptions, private readonly log: Logger) {
+    const perMinute = opts.signinFailuresPerMinute / 60;
+    this.failuresByName = new KeyedLimiter(perMinute, opts.signinFailureBurst);
+    this.failuresByAddress = new KeyedLimiter(perMinute * 4, opts.signinFailureBurst * 4);
+  }
+
+  async register(rawName: unknown, password: unknown): Promise<{ name: string }> {
+    const name = normalizeName(rawName);
+    if (!name) {
+      throw new AppError('BAD_NAME', `a name is 1 to ${Limits.maxNameChars} letters, digits, '.', '_' or '-', starting with a letter or digit`);
+    }
+    checkPassword(password);
+    const key = nameKey(name);
+    const passwordHash = await hashPassword(password, this.opts.scrypt);
+    const created = await storeCall(() => this.store.createAccount({ key, name, passwordHash, created: Date.now() }));
+    if (!created) throw new AppError('NAME_TAKEN', 'that name is taken');
+    this.known.set(key, name);
+    this.log.info({ user: name }, 'account registered');
+    return { name };
+  }
+
+  async signIn(rawName: unknown, password: unknown, address: string): Promise<SignedIn> {
+    const name = normalizeName(rawName);
+    const key = name ? nameKey(name) : `invalid:${String(rawName).slice(0, 64)}`;
+    // Both limits are checked before any work, so a locked-out name costs no scrypt.
+    if (!this.failuresByAddress.peek(address) || !this.failuresByName.peek(key)) {
+      throw new AppError('RATE_LIMITED', 'too many failed sign-ins; wait a minute and try again');
+    }
+    const fail = (): never => {
+      this.failuresByName.take(key);
+      this.failuresByAddress.take(address);
+      this.log.info({ user: name ?? undefined, address }, 'sign-in failed');
+      throw new AppError('BAD_CREDENTIALS', 'wrong name or password');
+    };
+    if (!name || typeof password !== 'string' || password.length > Limits.maxPasswordChars) return fail();
+    const account = await storeCall(() => this.store.getAccount(key));
+    if (!account) {
+      // Spend the same time as a real check so timing does not tell which names exist.
+      await hashPassword(password, this.opts.scrypt).catch(() => undefined);
+      return fail();
+    }
+    if (!(await verifyPassword(password, account.passwordHash))) return fail();
+    this.known.set(key, account.name);
+
+    const token = randomBytes(32).toString('base64url');
+    const tokenHash = hashToken(token);
+    const now = Date.now();
+    const session: SessionRecord = { tokenHash, key, created: now, expires: now + this.opts.sessionTtlMs };
+    await this.lock.run(key, async () => {
+      await storeCall(() => this.store.putSession(session));
+      const replaced = await storeCall(() => this.store.replaceSessions(key, tokenHash, now));
+      this.current.set(key, tokenHash);
+      this.log.info({ user: account.name, replaced: replaced.length }, 'signed in');
+      this.onTakeover(key, tokenHash);
+    });
+    return { name: account.name, key, token, tokenHash, expires: session.expires };
+  }
+
+  async signOut(token: string): Promise<void> {
+    const tokenHash = hashToken(token);
+    const session = await storeCall(() => this.store.getSession(tokenHash));
+    if (!session) return;
+    await storeCall(() => this.store.deleteSession(tokenHash));
+    if (this.current.get(session.key) === tokenHash) this.current.delete(session.key);
+  }
+
+  /** Resolves a bearer token or cookie value to its session; null when unknown or expired. */
+  async authenticate(token: string): Promise<Auth | null> {
+    if (token.length < 16 || token.length > 128) return null;
+    const tokenHash = hashToken(token);
+    const session = await storeCall(() => this.store.getSession(tokenHash));
+    if (!session || session.expires <= Date.now()) return null;
+    let name = this.known.get(session.key);
+    if (name === undefined) {
+      const account = await storeCall(() => this.store.getAccount(session.key));
+      if (!account) return null;
+      name = account.name;
+      this.known.set(session.key, name);
+    }
+    if (!session.replacedAt && !this.current.has(session.key)) this.current.set(session.key, tokenHash);
+    return { name, key: session.key, tokenHash, expires: session.expires, replaced: this.isReplaced(session.key, tokenHash, session) };
+  }
+
+  /** Decided synchronously at the moment a socket opens, so two sockets of one name are never both live. */
+  isReplaced(key: string, tokenHash: string, session?: SessionRecord): boolean {
+    if (session?.replacedAt) return true;
+    const cur = this.current.get(key);
+    return cur !== undefined && cur !== tokenHash;
+  }
+
+  /** Display name for a key: from memory, else from the store. Null when no account has that name. */
+  async lookup(key: string): Promise<string | null> {
+    const cached = this.known.get(key);
+    if (cached !== undefined) return cached;
+    const account = await storeCall(() => this.store.getAccount(key));
+    if (!account) return null;
+    this.known.set(key, account.name);
+    return account.name;
+  }
+
+  /** Remembers that an account exists (a live session proves it). */
+  remember(key: string, name: string): void {
+    this.known.set(key, name);
+  }
+}
+
+function checkPassword(password: unknown): asserts password is string {
+  if (typeof password !== 'string' || [...password].length < Limits.minPasswordChars || password.length > Limits.maxPasswordChars) {
+    throw new AppError('BAD_PASSWORD', `a password is at least ${Limits.minPasswordChars} characters`);
+  }
+}

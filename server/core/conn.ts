@@ -1,0 +1,20 @@
+/**
+ * What the core needs of a connection. The uWS adapter implements it; the core never sees a uWS object.
+ */
+export interface Conn {
+  /** Process-unique connection id, for logs. */
+  readonly id: number;
+  /** Remote address as text, for logs and rate limits. */
+  readonly address: string;
+  /**
+   * Sends one binary frame. Never drops silently: a socket over its backpressure limit is closed by the
+   * transport, and the close path requeues whatever was in flight to it.
+   */
+  send(bytes: Uint8Array): void;
+  /** Closes with a code and a short reason. Idempotent; later sends are ignored. */
+  close(code: number, reason: string): void;
+  /** Bytes written but not yet taken by the kernel. */
+  bufferedAmount(): number;
+  /** Runs `fn` so that the frames it sends leave in as few syscalls as possible. */
+  cork(fn: () => void): void;
+}

@@ -1,0 +1,588 @@
+/**
+ * The hub: who is online, what each connection may do, and where every text message goes.
+ *
+ * Pure core: it speaks to sockets through `Conn` and to storage through `Store`, and imports neither uWS nor a
+ * database driver. The transport calls `open`, `frame`, `textFrame`, `drain` and `closed`; HTTP sign-in reaches
+ * it through `Accounts.onTakeover`.
+ *
+ * Delivery rules (see docs/architecture.md):
+ * - A message for a recipient whose session is `live` goes straight to it; the sender gets `accepted`, then
+ *   `delivered` when the recipient acks. If the recipient drops first, the message is written to the queue
+ *   and the sender gets `queued`.
+ * - Otherwise (offline, or online but still draining its queue) the message is appended to the store queue
+ *   under a per-recipient lock, so queue order is acceptance order; the sender gets `queued` only after the
+ *   store committed it.
+ * - A session drains its queue in batches after `hello`, waiting for each batch's acks before deleting it and
+ *   fetching the next; it turns `live` only when a fetch comes back empty with no write pending.
+ * - (sender, id) de-duplication: a bounded memory of recent live deliveries plus the store's unique index;
+ *   the recipient's client de-duplicates too, which covers what neither can remember.
+ */
+import { AbortReason, CloseCode, type AbortReasonName } from '../../shared/codes.ts';
+import { decodeClientFrame, encodeFrame, ProtocolError, type ChunkFrame } from '../../shared/codec.ts';
+import { nameKey, normalizeName } from '../../shared/names.ts';
+import {
+  Delivery, Limits, Op, PROTOCOL_VERSION,
+  type AckFrame, type ClientFrame, type FollowFrame, type HelloFrame, type PingFrame, type SendFrame,
+  type ServerFrame,
+} from '../../shared/protocol.ts';
+import { storeCall, type Accounts, type Auth } from './accounts.ts';
+import { KeyedMutex } from './mutex.ts';
+import type { Conn } from './conn.ts';
+import { AppError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import { TokenBucket } from './ratelimit.ts';
+import { StoreUnavailableError, type Store } from './store.ts';
+import { StreamRelay, type StreamOptions } from './streams.ts';
+
+export interface HubOptions {
+  /** Messages one recipient's queue may hold. */
+  queueCap: number;
+  /** Queued messages older than this are not delivered and are purged. */
+  retentionMs: number;
+  /** Queued messages sent per batch at sign-in. */
+  drainBatch: number;
+  /** Time a new socket has to send `hello`. */
+  helloTimeoutMs: number;
+  /** A session that sends nothing for this long is closed with IDLE. */
+  idleTimeoutMs: number;
+  /** Control frames per second per connection, sustained and burst. */
+  frameRate: number;
+  frameBurst: number;
+  /** Malformed frames tolerated per connection before it is closed with PROTOCOL. */
+  maxBadFrames: number;
+  /** (sender, id) pairs of live deliveries remembered for de-duplication. */
+  dedupEntries: number;
+  streams: StreamOptions;
+}
+
+/** One message held by the server for a connection until it acks. */
+interface Inflight {
+  fromKey: string;
+  from: string;
+  id: string;
+  text: string;
+  ts: number;
+  /** Set when it came from the store queue; absent for live deliveries. */
+  seq?: number;
+}
+
+type Phase = 'hello' | 'draining' | 'live' | 'closed';
+
+let nextSessionId = 1;
+
+/** One open, authenticated socket of one user. */
+export class Session {
+  readonly id = nextSessionId++;
+  phase: Phase = 'hello';
+  readonly inflight = new Map<number, Inflight>();
+  nextTag = 1;
+  follows = new Set<string>();
+  badFrames = 0;
+  floodStrikes = 0;
+  lastSeen = Date.now();
+  /** Drain state: last seq handed out, a write landed since the last fetch, the batch being acked. */
+  cursor = 0;
+  dirty = false;
+  draining = false;
+  batchLeft = 0;
+  batchDone: (() => void) | undefined;
+  helloTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly conn: Conn,
+    readonly name: string,
+    readonly key: string,
+    readonly tokenHash: string,
+    readonly limiter: TokenBucket,
+    readonly log: Logger,
+  ) {}
+
+  send(frame: ServerFrame): void {
+    if (this.phase !== 'closed') this.conn.send(encodeFrame(frame));
+  }
+
+  error(err: { code: AppError['code']; message: string; ref?: string | number | undefined }): void {
+    this.send(err.ref === undefined
+      ? { t: Op.Error, code: err.code, message: err.message }
+      : { t: Op.Error, code: err.code, message: err.message, ref: err.ref });
+  }
+}
+
+type Handlers = { [K in ClientFrame['t']]: (s: Session, f: Extract<ClientFrame, { t: K }>) => void };
+
+export class Hub {
+  state: 'running' | 'closing' | 'closed' = 'running';
+  /** The live session of each name key. At most one, by construction of `open`. */
+  private readonly online = new Map<string, Session>();
+  private readonly followers = new Map<string, Set<Session>>();
+  /** Recent live deliveries by `fromKey \n id`, oldest first, bounded by `dedupEntries`. */
+  private readonly recent = new Map<string, 'accepted' | 'delivered'>();
+  /** Serialises every store write to one recipient's queue (and the drain's emptiness check). */
+  private readonly queueLock = new KeyedMutex();
+  /** Accepted messages that could not be written back to the queue while the store was down. */
+  private readonly pendingRequeue: Array<{ to: string; msg: Inflight }> = [];
+  private storeUp = true;
+  private recovering: ReturnType<typeof setTimeout> | undefined;
+  private readonly sweeper: ReturnType<typeof setInterval>;
+  readonly streams: StreamRelay;
+  private readonly handlers: Handlers;
+
+  constructor(
+    private readonly store: Store,
+    private readonly accounts: Accounts,
+    private readonly opts: HubOptions,
+    private readonly log: Logger,
+  ) {
+    accounts.onTakeover = (key, current) => this.takeover(key, current);
+    this.streams = new StreamRelay(opts.streams, (key) => this.online.get(key), (key) => accounts.lookup(key), log);
+    this.handlers = {
+      [Op.Hello]: (s, f) => this.hello(s, f),
+      [Op.Send]: (s, f) => this.send(s, f),
+      [Op.Ack]: (s, f) => this.ack(s, f),
+      [Op.Follow]: (s, f) => this.follow(s, f),
+      [Op.Ping]: (s, f) => this.ping(s, f),
+      [Op.StreamOffer]: (s, f) => this.streams.offer(s, f),
+      [Op.StreamAnswer]: (s, f) => this.streams.answer(s, f),
+      [Op.StreamCredit]: (s, f) => this.streams.credit(s, f),
+      [Op.StreamEnd]: (s, f) => this.streams.end(s, f),
+      [Op.StreamCancel]: (s, f) => this.streams.cancel(s, f),
+    };
+    const sweepEvery = Math.max(250, Math.min(opts.idleTimeoutMs / 4, 30_000));
+    this.sweeper = setInterval(() => this.sweep(), sweepEvery);
+    this.sweeper.unref();
+  }
+
+  get onlineCount(): number {
+    return this.online.size;
+  }
+
+  get storeHealthy(): boolean {
+    return this.storeUp;
+  }
+
+  isOnline(key: string): boolean {
+    return this.online.has(key);
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Connection lifecycle (called by the transport)
+
+  /** A socket finished its upgrade. Returns the session, or undefined when the socket was turned away. */
+  open(conn: Conn, auth: Auth): Session | undefined {
+    const log = this.log.child({ conn: conn.id, user: auth.name });
+    if (this.state !== 'running') {
+      conn.send(encodeFrame({ t: Op.Shutdown, message: 'server is shutting down' }));
+      conn.close(CloseCode.GOING_AWAY, 'shutting down');
+      return undefined;
+    }
+    // Decided synchronously: a newer sign-in may have completed while this upgrade was authenticating.
+    if (auth.replaced || this.accounts.isReplaced(auth.key, auth.tokenHash)) {
+      conn.send(encodeFrame({ t: Op.Takeover, message: 'signed in elsewhere' }));
+      conn.close(CloseCode.TAKEOVER, 'signed in elsewhere');
+      log.info({}, 'replaced session turned away');
+      return undefined;
+    }
+    const previous = this.online.get(auth.key);
+    if (previous) {
+      if (previous.tokenHash === auth.tokenHash) {
+        this.detach(previous, CloseCode.REPLACED, 'replaced by a newer connection of this session', AbortReason.RECIPIENT_DISCONNECTED);
+      } else {
+        previous.send({ t: Op.Takeover, message: 'signed in elsewhere' });
+        this.detach(previous, CloseCode.TAKEOVER, 'signed in elsewhere', AbortReason.TAKEOVER);
+      }
+    }
+    const s = new Session(conn, auth.name, auth.key, auth.tokenHash, new TokenBucket(this.opts.frameRate, this.opts.frameBurst), log);
+    this.online.set(auth.key, s);
+    this.accounts.remember(auth.key, auth.name);
+    s.helloTimer = setTimeout(() => {
+      if (s.phase === 'hello') {
+        s.error({ code: 'VERSION_UNSUPPORTED', message: 'no hello received in time' });
+        this.detach(s, CloseCode.VERSION, 'no hello');
+      }
+    }, this.opts.helloTimeoutMs);
+    if (!previous) this.announce(auth.key, auth.name, true);
+    log.info({}, 'connected');
+    return s;
+  }
+
+  /** One binary frame from a session's socket. Never throws: bad input becomes an error frame or a close. */
+  frame(s: Session, bytes: Uint8Array): void {
+    if (s.phase === 'closed') return;
+    s.lastSeen = Date.now();
+    let f: ClientFrame | ChunkFrame;
+    try {
+      f = decodeClientFrame(bytes);
+    } catch (err) {
+      this.badFrame(s, err);
+      return;
+    }
+    if (f.t === 'chunk') {
+      this.streams.chunk(s, f);
+      return;
+    }
+    if (!s.limiter.take(s.lastSeen)) {
+      s.error({ code: 'RATE_LIMITED', message: 'too many frames; slow down', ref: f.t === Op.Send ? f.id : undefined });
+      if (++s.floodStrikes > this.opts.frameBurst) this.detach(s, CloseCode.FLOOD, 'frame flood');
+      return;
+    }
+    if (s.phase === 'hello' && f.t !== Op.Hello) {
+      s.error({ code: 'NOT_READY', message: 'send hello first', ref: f.t === Op.Send ? f.id : undefined });
+      return;
+    }
+    try {
+      (this.handlers[f.t] as (s: Session, f: ClientFrame) => void)(s, f);
+    } catch (err) {
+      this.handlerError(s, err);
+    }
+  }
+
+  /** Text frames are not part of the protocol. */
+  textFrame(s: Session): void {
+    s.lastSeen = Date.now();
+    this.badFrame(s, new ProtocolError('TEXT_FRAME', 'Parley speaks binary frames only'));
+  }
+
+  /** The transport saw the socket close (any reason). Idempotent with `detach`. */
+  closed(s: Session, code: number): void {
+    if (s.phase === 'closed') return;
+    s.log.info({ code }, 'disconnected');
+    this.release(s, AbortReason.RECIPIENT_DISCONNECTED);
+  }
+
+  /** Stops accepting, tells every socket, requeues what was in flight, and waits for the store writes. */
+  async shutdown(): Promise<void> {
+    if (this.state !== 'running') return;
+    this.state = 'closing';
+    clearInterval(this.sweeper);
+    for (const s of [...this.online.values()]) {
+      s.send({ t: Op.Shutdown, message: 'server is shutting down' });
+      this.detach(s, CloseCode.GOING_AWAY, 'server shutting down', AbortReason.SERVER_SHUTDOWN);
+    }
+    // Every requeue was started under the queue lock; wait for all of them.
+    await this.queueLock.idle();
+    if (this.pendingRequeue.length > 0) await this.retryRequeue();
+    if (this.pendingRequeue.length > 0) {
+      this.log.error({ count: this.pendingRequeue.length }, 'store down at shutdown: accepted messages could not be queued');
+    }
+    clearTimeout(this.recovering);
+    this.state = 'closed';
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Frame handlers
+
+  private hello(s: Session, f: HelloFrame): void {
+    if (s.phase !== 'hello') {
+      s.error({ code: 'NOT_READY', message: 'hello was already received' });
+      return;
+    }
+    if (f.v !== PROTOCOL_VERSION) {
+      s.error({ code: 'VERSION_UNSUPPORTED', message: `this server speaks protocol version ${PROTOCOL_VERSION}` });
+      this.detach(s, CloseCode.VERSION, 'unsupported protocol version');
+      return;
+    }
+    clearTimeout(s.helloTimer);
+    s.send({
+      t: Op.Welcome, v: PROTOCOL_VERSION, name: s.name, now: Date.now(),
+      limits: {
+        maxTextBytes: Limits.maxTextBytes,
+        maxChunkBytes: this.opts.streams.maxChunkBytes,
+        maxStreamsPerUser: this.opts.streams.maxStreamsPerUser,
+        maxFileBytes: this.opts.streams.maxFileBytes,
+      },
+    });
+    if (f.follow) this.follow(s, { t: Op.Follow, names: f.follow });
+    s.phase = 'draining';
+    void this.runDrain(s);
+  }
+
+  private send(s: Session, f: SendFrame): void {
+    const toName = normalizeName(f.to);
+    if (!toName) {
+      s.error({ code: 'UNKNOWN_CONTACT', message: 'no account has that name', ref: f.id });
+      return;
+    }
+    const toKey = nameKey(toName);
+    const dedupKey = `${s.key}\n${f.id}`;
+    const seen = this.recent.get(dedupKey);
+    if (seen) {
+      s.send({ t: Op.Receipt, id: f.id, to: f.to, state: seen === 'accepted' ? Delivery.Accepted : Delivery.Delivered });
+      return;
+    }
+    const msg: Inflight = { fromKey: s.key, from: s.name, id: f.id, text: f.text, ts: Date.now() };
+    const r = this.online.get(toKey);
+    if (r && (r.phase === 'live' || (!this.storeUp && r.phase === 'draining'))) {
+      this.deliver(r, msg);
+      this.remember(dedupKey, 'accepted');
+      s.send({ t: Op.Receipt, id: f.id, to: r.name, state: Delivery.Accepted });
+      return;
+    }
+    void this.queueFromSender(s, toKey, msg);
+  }
+
+  private async queueFromSender(s: Session, toKey: string, msg: Inflight): Promise<void> {
+    try {
+      const toName = this.online.get(toKey)?.name ?? (await this.accounts.lookup(toKey));
+      if (toName === null) throw new AppError('UNKNOWN_CONTACT', 'no account has that name', msg.id);
+      if (!this.storeUp) throw new AppError('STORE_UNAVAILABLE', 'the message store is unavailable; try again shortly', msg.id);
+      const result = await this.enqueue(toKey, msg, this.opts.queueCap);
+      if (result === 'full') throw new AppError('QUEUE_FULL', `${toName}'s queue is full; try again later`, msg.id);
+      s.send({ t: Op.Receipt, id: msg.id, to: toName, state: Delivery.Queued });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'STORE_UNAVAILABLE') this.storeDown();
+      this.handlerError(s, err, msg.id);
+    }
+  }
+
+  /** Appends to the queue under the recipient's lock and wakes its drain; maps outages to AppError. */
+  private async enqueue(toKey: string, msg: Inflight, cap: number): Promise<'queued' | 'full'> {
+    const result = await this.queueLock.run(toKey, () => storeCall(() => this.store.enqueue({
+      to: toKey, from: msg.from, fromKey: msg.fromKey, id: msg.id, text: msg.text, ts: msg.ts,
+    }, cap)));
+    if (result.status === 'full') return 'full';
+    const r = this.online.get(toKey);
+    if (r) {
+      r.dirty = true;
+      if (r.phase === 'draining' && !r.draining) void this.runDrain(r);
+    }
+    return 'queued';
+  }
+
+  private ack(s: Session, f: AckFrame): void {
+    const seqs: number[] = [];
+    for (const tag of f.tags) {
+      const m = s.inflight.get(tag);
+      if (!m) continue; // already acked, or a tag from an earlier connection: nothing to do
+      s.inflight.delete(tag);
+      if (m.seq !== undefined) {
+        seqs.push(m.seq);
+        if (--s.batchLeft === 0) s.batchDone?.();
+      }
+      this.remember(`${m.fromKey}\n${m.id}`, 'delivered');
+      this.online.get(m.fromKey)?.send({ t: Op.Receipt, id: m.id, to: s.name, state: Delivery.Delivered });
+    }
+    if (seqs.length > 0) {
+      // If this delete is lost the messages come again next sign-in; the client de-duplicates them.
+      storeCall(() => this.store.ackQueue(s.key, seqs)).catch((err: unknown) => {
+        s.log.warn({ err, count: seqs.length }, 'could not delete acknowledged messages');
+      });
+    }
+  }
+
+  private follow(s: Session, f: FollowFrame): void {
+    for (const key of s.follows) this.followers.get(key)?.delete(s);
+    s.follows = new Set();
+    for (const raw of f.names) {
+      const name = normalizeName(raw);
+      if (!name) {
+        s.error({ code: 'BAD_NAME', message: `not a valid name: ${raw.slice(0, 40)}`, ref: raw.slice(0, 40) });
+        continue;
+      }
+      const key = nameKey(name);
+      s.follows.add(key);
+      let set = this.followers.get(key);
+      if (!set) this.followers.set(key, (set = new Set()));
+      set.add(s);
+      const peer = this.online.get(key);
+      s.send({ t: Op.Presence, name: peer?.name ?? name, online: peer !== undefined });
+    }
+  }
+
+  private ping(s: Session, f: PingFrame): void {
+    s.send(f.n === undefined ? { t: Op.Pong, now: Date.now() } : { t: Op.Pong, n: f.n, now: Date.now() });
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Delivery
+
+  private deliver(r: Session, m: Inflight): void {
+    const tag = r.nextTag++;
+    r.inflight.set(tag, m);
+    r.send(m.seq === undefined
+      ? { t: Op.Message, tag, id: m.id, from: m.from, text: m.text, ts: m.ts }
+      : { t: Op.Message, tag, id: m.id, from: m.from, text: m.text, ts: m.ts, queued: true });
+  }
+
+  /** Hands the session its queue, batch by batch, then turns it live. One loop per session at a time. */
+  private async runDrain(s: Session): Promise<void> {
+    if (s.draining) return;
+    s.draining = true;
+    try {
+      while (s.phase === 'draining') {
+        s.dirty = false;
+        const batch = await storeCall(() =>
+          this.store.fetchQueue(s.key, s.cursor, this.opts.drainBatch, Date.now() - this.opts.retentionMs));
+        if (s.phase !== 'draining') return;
+        if (batch.length === 0) {
+          if (s.dirty || this.queueLock.busy(s.key)) {
+            await this.queueLock.run(s.key, async () => undefined);
+            continue;
+          }
+          s.phase = 'live';
+          s.log.debug({}, 'queue drained; live');
+          return;
+        }
+        const done = new Promise<void>((resolve) => (s.batchDone = resolve));
+        s.batchLeft = batch.length;
+        s.conn.cork(() => {
+          for (const q of batch) this.deliver(s, { fromKey: q.fromKey, from: q.from, id: q.id, text: q.text, ts: q.ts, seq: q.seq });
+        });
+        s.cursor = batch[batch.length - 1]!.seq;
+        await done;
+      }
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'STORE_UNAVAILABLE') {
+        // The session stays `draining`; live messages reach it meanwhile (see `send`), and recovery resumes it.
+        this.storeDown();
+        s.log.warn({}, 'queue drain paused: store unavailable');
+      } else {
+        s.log.error({ err }, 'queue drain failed');
+      }
+    } finally {
+      s.draining = false;
+    }
+  }
+
+  /** Writes what was in flight to a departed session back to its queue, in the order it was sent. */
+  private requeue(s: Session): void {
+    const live = [...s.inflight.values()].filter((m) => m.seq === undefined);
+    s.inflight.clear();
+    if (live.length === 0) return;
+    void this.queueLock.run(s.key, async () => {
+      for (const [i, m] of live.entries()) {
+        try {
+          // Accepted messages are never refused for the cap: the sender was already told `accepted`.
+          await storeCall(() => this.store.enqueue({ to: s.key, from: m.from, fromKey: m.fromKey, id: m.id, text: m.text, ts: m.ts }, Number.MAX_SAFE_INTEGER));
+          this.recent.delete(`${m.fromKey}\n${m.id}`);
+          this.online.get(m.fromKey)?.send({ t: Op.Receipt, id: m.id, to: s.name, state: Delivery.Queued });
+        } catch (err) {
+          for (const rest of live.slice(i)) this.pendingRequeue.push({ to: s.key, msg: rest });
+          this.storeDown();
+          s.log.warn({ err, count: live.length - i }, 'requeue deferred: store unavailable');
+          return;
+        }
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Store outages
+
+  private storeDown(): void {
+    if (this.storeUp) this.log.warn({ store: this.store.kind }, 'store unavailable; will retry');
+    this.storeUp = false;
+    if (this.recovering || this.state === 'closed') return;
+    const probe = async (delay: number): Promise<void> => {
+      const ok = await this.store.ping().catch(() => false);
+      if (!ok) {
+        this.recovering = setTimeout(() => void probe(Math.min(delay * 2, 5000)), delay);
+        this.recovering.unref();
+        return;
+      }
+      this.recovering = undefined;
+      this.storeUp = true;
+      this.log.info({ store: this.store.kind }, 'store available again');
+      await this.retryRequeue();
+      for (const s of this.online.values()) if (s.phase === 'draining') void this.runDrain(s);
+    };
+    this.recovering = setTimeout(() => void probe(250), 250);
+    this.recovering.unref();
+  }
+
+  private async retryRequeue(): Promise<void> {
+    const items = this.pendingRequeue.splice(0);
+    for (const [i, { to, msg }] of items.entries()) {
+      try {
+        await this.queueLock.run(to, () => storeCall(() => this.store.enqueue({ to, from: msg.from, fromKey: msg.fromKey, id: msg.id, text: msg.text, ts: msg.ts }, Number.MAX_SAFE_INTEGER)));
+        this.recent.delete(`${msg.fromKey}\n${msg.id}`);
+        const r = this.online.get(to);
+        if (r) r.dirty = true;
+        this.online.get(msg.fromKey)?.send({ t: Op.Receipt, id: msg.id, to: r?.name ?? to, state: Delivery.Queued });
+      } catch {
+        this.pendingRequeue.unshift(...items.slice(i));
+        this.storeDown();
+        return;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Takeover, presence, closing
+
+  /** A sign-in for `key` completed: the live socket of any other session of that name is told and closed. */
+  private takeover(key: string, currentTokenHash: string): void {
+    const s = this.online.get(key);
+    if (!s || s.tokenHash === currentTokenHash) return;
+    s.send({ t: Op.Takeover, message: 'signed in elsewhere' });
+    this.detach(s, CloseCode.TAKEOVER, 'signed in elsewhere', AbortReason.TAKEOVER);
+  }
+
+  /** Closes a session's socket and releases its state now, without waiting for the transport's close event. */
+  detach(s: Session, code: number, reason: string, abort: AbortReasonName = AbortReason.RECIPIENT_DISCONNECTED): void {
+    if (s.phase === 'closed') return;
+    s.log.info({ code, reason }, 'closing');
+    this.release(s, abort);
+    s.conn.close(code, reason);
+  }
+
+  private release(s: Session, abort: AbortReasonName): void {
+    s.phase = 'closed';
+    clearTimeout(s.helloTimer);
+    s.batchDone?.();
+    this.streams.sessionGone(s, abort);
+    for (const key of s.follows) this.followers.get(key)?.delete(s);
+    this.requeue(s);
+    if (this.online.get(s.key) === s) {
+      this.online.delete(s.key);
+      // A session replaced by another of the same name leaves no offline gap: `open` registered the new one.
+      queueMicrotask(() => {
+        if (!this.online.has(s.key)) this.announce(s.key, s.name, false);
+      });
+    }
+  }
+
+  private announce(key: string, name: string, online: boolean): void {
+    const set = this.followers.get(key);
+    if (!set) return;
+    const bytes = encodeFrame({ t: Op.Presence, name, online });
+    for (const f of set) if (f.phase !== 'closed') f.conn.send(bytes);
+  }
+
+  private remember(dedupKey: string, state: 'accepted' | 'delivered'): void {
+    this.recent.delete(dedupKey);
+    this.recent.set(dedupKey, state);
+    if (this.recent.size > this.opts.dedupEntries) {
+      const oldest = this.recent.keys().next().value;
+      if (oldest !== undefined) this.recent.delete(oldest);
+    }
+  }
+
+  private sweep(): void {
+    const cutoff = Date.now() - this.opts.idleTimeoutMs;
+    for (const s of [...this.online.values()]) {
+      if (s.lastSeen < cutoff) this.detach(s, CloseCode.IDLE, 'idle');
+    }
+  }
+
+  private badFrame(s: Session, err: unknown): void {
+    if (err instanceof ProtocolError) {
+      s.error({ code: err.code, message: err.message, ref: err.ref });
+    } else {
+      s.log.error({ err }, 'frame decoding failed unexpectedly');
+      s.error({ code: 'INTERNAL', message: 'internal error' });
+    }
+    if (++s.badFrames > this.opts.maxBadFrames) this.detach(s, CloseCode.PROTOCOL, 'too many malformed frames');
+  }
+
+  private handlerError(s: Session, err: unknown, ref?: string | number): void {
+    if (err instanceof AppError) {
+      s.error({ code: err.code, message: err.message, ref: err.ref ?? ref });
+    } else if (err instanceof StoreUnavailableError) {
+      this.storeDown();
+      s.error({ code: 'STORE_UNAVAILABLE', message: 'the message store is unavailable; try again shortly', ref });
+    } else {
+      s.log.error({ err }, 'handler failed');
+      s.error({ code: 'INTERNAL', message: 'internal error', ref });
+    }
+  }
+}

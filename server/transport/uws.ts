@@ -1,0 +1,325 @@
+/**
+ * The uWebSockets.js adapter: HTTP API, static files, health, and the WebSocket endpoint. Thin on purpose:
+ * it copies what it needs out of `req` synchronously, registers `onAborted` before any await, corks async
+ * writes, and hands the core typed user data and `Conn` objects. No protocol logic lives here.
+ */
+import uWS from 'uWebSockets.js';
+import { CHUNK_HEADER_BYTES } from '../../shared/chunk.ts';
+import { Limits } from '../../shared/protocol.ts';
+import type { Config } from '../config.ts';
+import type { Accounts, Auth } from '../core/accounts.ts';
+import type { Conn } from '../core/conn.ts';
+import { AppError } from '../core/errors.ts';
+import type { Hub, Session } from '../core/hub.ts';
+import type { Logger } from '../core/logger.ts';
+import { StaticFiles } from './static.ts';
+
+export const SESSION_COOKIE = 'parley_session';
+const MAX_BODY_BYTES = 16 * 1024;
+
+/** Fails fast when the package fell back to its slow Node.js shim instead of the native binary. */
+export function assertNativeUws(): void {
+  const native = uWS as unknown as Record<string, unknown>;
+  if (typeof native.SSLApp !== 'function' || typeof native.getParts !== 'function') {
+    throw new Error(
+      'uWebSockets.js did not load its native binary and fell back to a slow Node.js shim. Parley refuses to run ' +
+      `that way. This build supports Node 20 on Linux/macOS x64/arm64 (you run Node ${process.versions.node}, ` +
+      `modules ABI ${process.versions.modules}, ${process.platform}-${process.arch}); see the warning printed above.`,
+    );
+  }
+}
+
+interface UserData {
+  auth: Auth;
+  address: string;
+  session?: Session;
+  conn?: UwsConn;
+}
+
+let nextConnId = 1;
+
+class UwsConn implements Conn {
+  readonly id = nextConnId++;
+  closed = false;
+
+  constructor(private readonly ws: uWS.WebSocket<UserData>, readonly address: string) {}
+
+  send(bytes: Uint8Array): void {
+    if (!this.closed) this.ws.send(bytes, true);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ws.end(code, reason);
+  }
+
+  bufferedAmount(): number {
+    return this.closed ? 0 : this.ws.getBufferedAmount();
+  }
+
+  cork(fn: () => void): void {
+    if (this.closed) fn();
+    else this.ws.cork(fn);
+  }
+}
+
+export interface Transport {
+  port: number;
+  /** Stops listening; open sockets stay until the hub closes them. */
+  stopListening(): void;
+  /** Number of open WebSockets. */
+  readonly sockets: number;
+}
+
+export interface TransportDeps {
+  config: Readonly<Config>;
+  hub: Hub;
+  accounts: Accounts;
+  log: Logger;
+  storeKind: string;
+}
+
+function text(buf: ArrayBuffer): string {
+  return Buffer.from(buf).toString();
+}
+
+function cookieValue(header: string, name: string): string | undefined {
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+/** Token from `Authorization: Bearer …` (other clients) or the session cookie (browsers). */
+function tokenOf(authorization: string, cookie: string): string | undefined {
+  const m = /^Bearer\s+(\S+)$/i.exec(authorization);
+  return m ? m[1] : cookieValue(cookie, SESSION_COOKIE);
+}
+
+export function startTransport(deps: TransportDeps): Promise<Transport> {
+  const { config, hub, accounts, log } = deps;
+  const tls = config.tls !== undefined;
+  const app = tls ? uWS.SSLApp({ cert_file_name: config.tls!.cert, key_file_name: config.tls!.key }) : uWS.App();
+  const statics = new StaticFiles(config.clientDir, log);
+  let sockets = 0;
+
+  /** The server's own origin as the browser sees it, derived from Host unless configured. */
+  const originAllowed = (origin: string, host: string): boolean => {
+    if (origin === '') return true; // not a browser: it authenticates with a bearer token
+    if (config.publicOrigin === origin || config.allowedOrigins.includes(origin)) return true;
+    return origin === `${tls ? 'https' : 'http'}://${host}`;
+  };
+
+  const securityHeaders = (res: uWS.HttpResponse): void => {
+    res.writeHeader('X-Content-Type-Options', 'nosniff');
+    res.writeHeader('Referrer-Policy', 'no-referrer');
+    res.writeHeader('Cache-Control', 'no-store');
+  };
+
+  const sendJson = (res: uWS.HttpResponse, status: string, body: unknown, extraHeaders: Array<[string, string]> = []): void => {
+    res.cork(() => {
+      res.writeStatus(status);
+      securityHeaders(res);
+      res.writeHeader('Content-Type', 'application/json; charset=utf-8');
+      for (const [k, v] of extraHeaders) res.writeHeader(k, v);
+      res.end(JSON.stringify(body));
+    });
+  };
+
+  const sendError = (res: uWS.HttpResponse, err: unknown): void => {
+    const e = err instanceof AppError ? err : new AppError('INTERNAL', 'internal error');
+    if (!(err instanceof AppError)) log.error({ err }, 'request failed');
+    sendJson(res, `${e.httpStatus} ${statusText(e.httpStatus)}`, { error: { code: e.code, message: e.message } });
+  };
+
+  /** Reads a small JSON body; rejects oversize or malformed bodies with coded errors. */
+  const readJson = (res: uWS.HttpResponse, state: { aborted: boolean }): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.onData((chunk, isLast) => {
+        if (state.aborted) return;
+        size += chunk.byteLength;
+        if (size > MAX_BODY_BYTES) {
+          reject(new AppError('TOO_LARGE', `request bodies are limited to ${MAX_BODY_BYTES} bytes`));
+          return;
+        }
+        chunks.push(Buffer.from(chunk.slice(0))); // copy: uWS reuses the chunk's memory after this callback
+        if (!isLast) return;
+        try {
+          const v: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null');
+          if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
+          resolve(v as Record<string, unknown>);
+        } catch {
+          reject(new AppError('BAD_REQUEST', 'the body must be a JSON object'));
+        }
+      });
+    });
+
+  const cookieFor = (token: string, maxAgeSec: number): string =>
+    `${SESSION_COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAgeSec}${tls ? '; Secure' : ''}`;
+
+  /** POST handlers: common request copying, origin check, abort tracking and error mapping. */
+  const post = (path: string, handle: (body: Record<string, unknown>, ctx: { address: string; token: string | undefined }, res: uWS.HttpResponse) => Promise<void>): void => {
+    app.post(path, (res, req) => {
+      const origin = req.getHeader('origin');
+      const host = req.getHeader('host');
+      const token = tokenOf(req.getHeader('authorization'), req.getHeader('cookie'));
+      const address = text(res.getRemoteAddressAsText());
+      const state = { aborted: false };
+      res.onAborted(() => (state.aborted = true));
+      if (!originAllowed(origin, host)) {
+        sendError(res, new AppError('FORBIDDEN_ORIGIN', 'origin not allowed'));
+        return;
+      }
+      if (hub.state !== 'running') {
+        sendError(res, new AppError('SHUTTING_DOWN', 'the server is shutting down'));
+        return;
+      }
+      readJson(res, state)
+        .then((body) => handle(body, { address, token }, res))
+        .catch((err: unknown) => {
+          if (!state.aborted) sendError(res, err);
+        });
+    });
+  };
+
+  post('/api/register', async (body, _ctx, res) => {
+    const { name } = await accounts.register(body.name, body.password);
+    sendJson(res, '201 Created', { name });
+  });
+
+  post('/api/signin', async (body, { address }, res) => {
+    const s = await accounts.signIn(body.name, body.password, address);
+    const maxAge = Math.floor((s.expires - Date.now()) / 1000);
+    sendJson(res, '200 OK', { name: s.name, token: s.token, expires: s.expires }, [['Set-Cookie', cookieFor(s.token, maxAge)]]);
+  });
+
+  post('/api/signout', async (_body, { token }, res) => {
+    if (token) await accounts.signOut(token);
+    sendJson(res, '200 OK', { ok: true }, [['Set-Cookie', cookieFor('', 0)]]);
+  });
+
+  app.get('/api/session', (res, req) => {
+    const token = tokenOf(req.getHeader('authorization'), req.getHeader('cookie'));
+    const state = { aborted: false };
+    res.onAborted(() => (state.aborted = true));
+    (token ? accounts.authenticate(token) : Promise.resolve(null))
+      .then((auth) => {
+        if (state.aborted) return;
+        if (!auth || auth.replaced) sendError(res, new AppError('UNAUTHORIZED', 'not signed in'));
+        else sendJson(res, '200 OK', { name: auth.name, expires: auth.expires });
+      })
+      .catch((err: unknown) => {
+        if (!state.aborted) sendError(res, err);
+      });
+  });
+
+  app.get('/healthz', (res) => {
+    const storeUp = hub.storeHealthy;
+    sendJson(res, '200 OK', {
+      status: hub.state !== 'running' ? 'stopping' : storeUp ? 'ok' : 'degraded',
+      store: { kind: deps.storeKind, up: storeUp },
+      online: hub.onlineCount,
+      sockets,
+      streams: hub.streams.size,
+      uptimeSec: Math.round(process.uptime()),
+    });
+  });
+
+  app.any('/api/*', (res) => sendError(res, new AppError('NOT_FOUND', 'no such API route')));
+
+  app.ws<UserData>('/ws', {
+    maxPayloadLength: CHUNK_HEADER_BYTES + Math.max(config.maxChunkBytes, Limits.maxControlFrameBytes),
+    // Bounded by what the protocol lets the server hold: one window per stream plus room for text.
+    maxBackpressure: config.streamWindowBytes * config.maxStreamsPerUser + 8 * 1024 * 1024,
+    closeOnBackpressureLimit: 1,
+    // The hub's sweeper closes idle sessions with a documented code; uWS's timer is only a backstop for
+    // sockets that stop answering pings.
+    idleTimeout: Math.min(960, Math.max(8, Math.ceil((config.idleTimeoutMs / 1000) * 2 / 4) * 4)),
+    sendPingsAutomatically: true,
+    compression: uWS.DISABLED,
+    upgrade: (res, req, context) => {
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const origin = req.getHeader('origin');
+      const host = req.getHeader('host');
+      const token = tokenOf(req.getHeader('authorization'), req.getHeader('cookie'));
+      const address = text(res.getRemoteAddressAsText());
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      const refuse = (status: string, code: string, message: string): void => {
+        res.cork(() => {
+          res.writeStatus(status);
+          res.writeHeader('Content-Type', 'application/json');
+          res.end(JSON.stringify({ error: { code, message } }));
+        });
+      };
+      if (hub.state !== 'running') return refuse('503 Service Unavailable', 'SHUTTING_DOWN', 'the server is shutting down');
+      if (!originAllowed(origin, host)) return refuse('403 Forbidden', 'FORBIDDEN_ORIGIN', 'origin not allowed');
+      if (!token) return refuse('401 Unauthorized', 'UNAUTHORIZED', 'sign in first');
+      accounts.authenticate(token).then(
+        (auth) => {
+          if (aborted) return;
+          if (!auth) return refuse('401 Unauthorized', 'UNAUTHORIZED', 'session unknown or expired; sign in again');
+          res.cork(() => res.upgrade<UserData>({ auth, address }, key, protocol, extensions, context));
+        },
+        (err: unknown) => {
+          if (aborted) return;
+          const e = err instanceof AppError ? err : new AppError('INTERNAL', 'internal error');
+          if (!(err instanceof AppError)) log.error({ err }, 'upgrade failed');
+          refuse(`${e.httpStatus} ${statusText(e.httpStatus)}`, e.code, e.message);
+        },
+      );
+    },
+    open: (ws) => {
+      sockets++;
+      const data = ws.getUserData();
+      data.conn = new UwsConn(ws, data.address);
+      data.session = hub.open(data.conn, data.auth);
+    },
+    message: (ws, message, isBinary) => {
+      const { session } = ws.getUserData();
+      if (!session) return;
+      // The view is only valid during this call; the hub finishes with it synchronously (chunks are
+      // forwarded by ws.send, which copies).
+      if (isBinary) hub.frame(session, new Uint8Array(message));
+      else hub.textFrame(session);
+    },
+    close: (ws, code) => {
+      sockets--;
+      const data = ws.getUserData();
+      if (data.conn) data.conn.closed = true;
+      if (data.session) hub.closed(data.session, code);
+    },
+  });
+
+  app.get('/*', (res, req) => statics.serve(res, req.getUrl(), req.getHeader('accept-encoding'), securityHeaders));
+
+  return new Promise((resolve, reject) => {
+    app.listen(config.host, config.port, (listenSocket) => {
+      if (!listenSocket) {
+        reject(new Error(`cannot listen on ${config.host}:${config.port} (in use, or no permission)`));
+        return;
+      }
+      resolve({
+        port: uWS.us_socket_local_port(listenSocket as unknown as uWS.us_socket),
+        stopListening: () => uWS.us_listen_socket_close(listenSocket),
+        get sockets() {
+          return sockets;
+        },
+      });
+    });
+  });
+}
+
+function statusText(status: number): string {
+  const texts: Record<number, string> = {
+    400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict',
+    413: 'Payload Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  };
+  return texts[status] ?? 'Error';
+}
