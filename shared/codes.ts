@@ -82,8 +82,6 @@ export const CloseCode = {
   NORMAL: 1000,
   /** Server shutting down. Client: reconnect with backoff. */
   GOING_AWAY: 1001,
-  /** A frame over the transport's payload limit (sent by uWS). Client: bug; reconnect. */
-  TOO_BIG: 1009,
   /** Persistent malformed input. Client: bug; do not reconnect in a loop. */
   PROTOCOL: 4000,
   /** A newer sign-in of the same name took over. Client: do NOT reconnect; offer to sign in again. */

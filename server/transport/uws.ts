@@ -5,7 +5,6 @@
  */
 import uWS from 'uWebSockets.js';
 import { CHUNK_HEADER_BYTES } from '../../shared/chunk.ts';
-import { Limits } from '../../shared/protocol.ts';
 import type { Config } from '../config.ts';
 import type { Accounts, Auth } from '../core/accounts.ts';
 import type { Conn } from '../core/conn.ts';
@@ -16,6 +15,8 @@ import { StaticFiles } from './static.ts';
 
 export const SESSION_COOKIE = 'parley_session';
 const MAX_BODY_BYTES = 16 * 1024;
+/** Frames beyond this are cut off by uWS itself (the client sees 1006). */
+export const HARD_FRAME_CAP = 1024 * 1024;
 
 /** Fails fast when the package fell back to its slow Node.js shim instead of the native binary. */
 export function assertNativeUws(): void {
@@ -232,7 +233,9 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
   app.any('/api/*', (res) => sendError(res, new AppError('NOT_FOUND', 'no such API route')));
 
   app.ws<UserData>('/ws', {
-    maxPayloadLength: CHUNK_HEADER_BYTES + Math.max(config.maxChunkBytes, Limits.maxControlFrameBytes),
+    // The protocol's own limits (control frames, chunk size) are enforced by the decoder and the relay with
+    // coded errors; this is only the hard cap past which uWS drops the connection without a close frame.
+    maxPayloadLength: Math.max(HARD_FRAME_CAP, 2 * (CHUNK_HEADER_BYTES + config.maxChunkBytes)),
     // Bounded by what the protocol lets the server hold: one window per stream plus room for text.
     maxBackpressure: config.streamWindowBytes * config.maxStreamsPerUser + 8 * 1024 * 1024,
     closeOnBackpressureLimit: 1,

@@ -1,0 +1,63 @@
+/**
+ * Wire-level helpers for tests that speak the protocol directly over a `ws` socket (no SDK), to assert what is
+ * actually on the wire: frames received, close codes, HTTP statuses of refused upgrades.
+ */
+import type WebSocket from 'ws';
+import { decodeServerFrame, encodeFrame, type ChunkFrame } from '../../shared/codec.ts';
+import { Op, PROTOCOL_VERSION, type ClientFrame, type ServerFrame } from '../../shared/protocol.ts';
+
+export interface Wire {
+  ws: WebSocket;
+  frames: Array<ServerFrame | ChunkFrame>;
+  /** Resolves with the close code (and reason) once the socket closes. */
+  closed: Promise<{ code: number; reason: string }>;
+  /** Resolves when the socket opened; rejects with the HTTP status if the upgrade was refused. */
+  opened: Promise<void>;
+  send(frame: ClientFrame | Record<string, unknown>): void;
+  /** Next frame (already received or future) matching `pred`. */
+  next<T extends ServerFrame['t']>(t: T, pred?: (f: Extract<ServerFrame, { t: T }>) => boolean): Promise<Extract<ServerFrame, { t: T }>>;
+}
+
+export function wire(ws: WebSocket): Wire {
+  const frames: Array<ServerFrame | ChunkFrame> = [];
+  const waiters: Array<{ t: number; pred: (f: never) => boolean; resolve: (f: never) => void }> = [];
+  ws.binaryType = 'nodebuffer';
+  ws.on('message', (data: Buffer) => {
+    const f = decodeServerFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    if (f.t === 'chunk') f.bytes = f.bytes.slice();
+    frames.push(f);
+    for (const w of [...waiters]) {
+      if (f.t === w.t && w.pred(f as never)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(f as never);
+      }
+    }
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    ws.on('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() }));
+  });
+  const opened = new Promise<void>((resolve, reject) => {
+    ws.on('open', () => resolve());
+    ws.on('unexpected-response', (_req, res) => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode })));
+    ws.on('error', (err) => reject(err));
+  });
+  opened.catch(() => undefined);
+  return {
+    ws, frames, closed, opened,
+    send: (frame) => ws.send(encodeFrame(frame as ClientFrame)),
+    next: (t, pred = () => true) => new Promise((resolve) => {
+      const found = frames.find((f) => f.t === t && pred(f as never));
+      if (found) resolve(found as never);
+      else waiters.push({ t, pred: pred as (f: never) => boolean, resolve: resolve as (f: never) => void });
+    }),
+  };
+}
+
+/** Opens, says hello, and waits for welcome. */
+export async function helloWire(ws: WebSocket, follow?: string[]): Promise<Wire> {
+  const w = wire(ws);
+  await w.opened;
+  w.send(follow ? { t: Op.Hello, v: PROTOCOL_VERSION, follow } : { t: Op.Hello, v: PROTOCOL_VERSION });
+  await w.next(Op.Welcome);
+  return w;
+}
