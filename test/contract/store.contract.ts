@@ -1,0 +1,564 @@
+/**
+ * The Store contract: what every adapter of the port in server/core/store.ts must do, stated once.
+ *
+ * An adapter's integration test calls `defineStoreContract('embedded', factory)` (or 'mongodb', ...) and gets
+ * one `describe` block. Nothing here knows how an adapter keeps its data; the tests only use the port.
+ * Two things are deliberately left open because the port leaves them open: seqs need not start at 1 or be
+ * dense, and the order of `replaceSessions`' result is unspecified (tests sort it).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type {
+  Account,
+  NewQueuedMessage,
+  QueuedMessage,
+  SessionRecord,
+  Store,
+} from '../../server/core/store.ts';
+
+/** What a contract factory hands back for one test. */
+export interface StoreFixture {
+  /** An opened store over empty data, used by this test only. */
+  store: Store;
+  /** Closes every store this fixture opened (including reopened ones) and removes its data. */
+  cleanup: () => Promise<void>;
+  /**
+   * For adapters whose data outlives the Store object: opens and returns a *new* Store over the same data.
+   * The test closes `store` before calling it. When absent, the persistence tests are skipped.
+   */
+  reopen?: () => Promise<Store>;
+}
+
+/** The cap used where the test is not about the cap: far above anything a test queues. */
+const NO_CAP = 1_000_000;
+const T0 = 1_700_000_000_000;
+
+/**
+ * Registers the Store contract suite for one adapter.
+ *
+ * @param label adapter name shown in the test report (`embedded`, `mongodb`).
+ * @param makeStore called before every test; must return an opened store on data no other test sees.
+ */
+export function defineStoreContract(label: string, makeStore: () => Promise<StoreFixture>): void {
+  describe(`Store contract: ${label}`, () => {
+    let fixture: StoreFixture;
+    let store: Store;
+    let nextId = 0;
+
+    beforeEach(async () => {
+      fixture = await makeStore();
+      store = fixture.store;
+    });
+
+    afterEach(async () => {
+      await fixture.cleanup();
+    });
+
+    /** A message with a fresh id; fields can be overridden per test. */
+    function msg(over: Partial<NewQueuedMessage> = {}): NewQueuedMessage {
+      const fromKey = over.fromKey ?? 'alice';
+      return {
+        to: 'bob',
+        from: fromKey.charAt(0).toUpperCase() + fromKey.slice(1),
+        fromKey,
+        id: `m${(nextId++).toString().padStart(6, '0')}`,
+        text: `hello ${nextId}`,
+        ts: T0,
+        ...over,
+      };
+    }
+
+    async function queued(m: NewQueuedMessage, cap = NO_CAP): Promise<number> {
+      const result = await store.enqueue(m, cap);
+      if (result.status !== 'queued') throw new Error(`expected queued, got ${JSON.stringify(result)}`);
+      return result.seq;
+    }
+
+    async function fetchAll(to: string): Promise<QueuedMessage[]> {
+      return store.fetchQueue(to, -1, NO_CAP, 0);
+    }
+
+    function expectIncreasing(seqs: number[]): void {
+      for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]!);
+    }
+
+    function account(key: string, over: Partial<Account> = {}): Account {
+      return { key, name: key.toUpperCase(), passwordHash: `scrypt$hash-of-${key}`, created: T0, ...over };
+    }
+
+    function session(tokenHash: string, key: string, over: Partial<SessionRecord> = {}): SessionRecord {
+      return { tokenHash, key, created: T0, expires: T0 + 86_400_000, ...over };
+    }
+
+    describe('lifecycle', () => {
+      it('reports its kind and answers ping while open', async () => {
+        expect(typeof store.kind).toBe('string');
+        expect(store.kind.length).toBeGreaterThan(0);
+        expect(await store.ping()).toBe(true);
+      });
+
+      it('close is idempotent', async () => {
+        await store.close();
+        await store.close();
+      });
+    });
+
+    describe('accounts', () => {
+      it('creates an account and reads it back', async () => {
+        const a = account('bob');
+        expect(await store.createAccount(a)).toBe(true);
+        expect(await store.getAccount('bob')).toEqual(a);
+      });
+
+      it('refuses a second account with the same key and keeps the first', async () => {
+        expect(await store.createAccount(account('bob'))).toBe(true);
+        expect(await store.createAccount(account('bob', { name: 'BoB', passwordHash: 'other' }))).toBe(false);
+        expect(await store.getAccount('bob')).toEqual(account('bob'));
+      });
+
+      it('lets exactly one of many concurrent creations of one key win', async () => {
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => store.createAccount(account('race', { passwordHash: `h${i}` }))),
+        );
+        expect(results.filter((r) => r)).toHaveLength(1);
+        const winner = results.indexOf(true);
+        expect(await store.getAccount('race')).toEqual(account('race', { passwordHash: `h${winner}` }));
+      });
+
+      it('returns null for a missing account', async () => {
+        expect(await store.getAccount('nobody')).toBeNull();
+      });
+
+      it('uses keys exactly as given, whatever the script, and never matches a prefix', async () => {
+        await store.createAccount(account('小明'));
+        expect(await store.getAccount('小明')).toEqual(account('小明'));
+        expect(await store.getAccount('小')).toBeNull();
+        expect(await store.createAccount(account('小明x'))).toBe(true);
+      });
+    });
+
+    describe('sessions', () => {
+      it('puts, gets and deletes a session', async () => {
+        const s = session('h1', 'bob');
+        await store.putSession(s);
+        expect(await store.getSession('h1')).toEqual(s);
+        await store.deleteSession('h1');
+        expect(await store.getSession('h1')).toBeNull();
+      });
+
+      it('returns null for an unknown session, and deleting one is harmless', async () => {
+        expect(await store.getSession('nope')).toBeNull();
+        await store.deleteSession('nope');
+      });
+
+      it('putSession on an existing token hash replaces the record', async () => {
+        await store.putSession(session('h1', 'bob', { expires: T0 + 100 }));
+        await store.putSession(session('h1', 'bob', { expires: T0 + 10_000 }));
+        expect(await store.getSession('h1')).toEqual(session('h1', 'bob', { expires: T0 + 10_000 }));
+        // The old expiry must not linger anywhere: a purge between the two expiries keeps the session.
+        expect(await store.purgeExpiredSessions(T0 + 5_000)).toBe(0);
+        expect(await store.getSession('h1')).not.toBeNull();
+      });
+
+      it('replaceSessions marks every other session of the name and returns their hashes', async () => {
+        await store.putSession(session('a1', 'alice'));
+        await store.putSession(session('a2', 'alice'));
+        await store.putSession(session('a3', 'alice'));
+        await store.putSession(session('b1', 'bob'));
+
+        const replaced = await store.replaceSessions('alice', 'a3', T0 + 5);
+        expect([...replaced].sort()).toEqual(['a1', 'a2']);
+        expect(await store.getSession('a1')).toEqual(session('a1', 'alice', { replacedAt: T0 + 5 }));
+        expect(await store.getSession('a2')).toEqual(session('a2', 'alice', { replacedAt: T0 + 5 }));
+        expect(await store.getSession('a3')).toEqual(session('a3', 'alice'));
+        expect(await store.getSession('b1')).toEqual(session('b1', 'bob'));
+      });
+
+      it('replaceSessions leaves already replaced sessions as they are', async () => {
+        await store.putSession(session('a1', 'alice'));
+        await store.putSession(session('a2', 'alice'));
+        expect(await store.replaceSessions('alice', 'a2', T0 + 5)).toEqual(['a1']);
+        expect(await store.replaceSessions('alice', 'a2', T0 + 9)).toEqual([]);
+        expect((await store.getSession('a1'))?.replacedAt).toBe(T0 + 5);
+
+        // A newer sign-in takes over from a2 only; a1 keeps its first replacement time.
+        await store.putSession(session('a3', 'alice'));
+        expect(await store.replaceSessions('alice', 'a3', T0 + 20)).toEqual(['a2']);
+        expect((await store.getSession('a1'))?.replacedAt).toBe(T0 + 5);
+        expect((await store.getSession('a2'))?.replacedAt).toBe(T0 + 20);
+      });
+
+      it('replaceSessions with no other session returns an empty list', async () => {
+        expect(await store.replaceSessions('ghost', 'x', T0)).toEqual([]);
+        await store.putSession(session('only', 'carol'));
+        expect(await store.replaceSessions('carol', 'only', T0)).toEqual([]);
+        expect((await store.getSession('only'))?.replacedAt).toBeUndefined();
+      });
+
+      it('replaceSessions does not see deleted sessions', async () => {
+        await store.putSession(session('a1', 'alice'));
+        await store.putSession(session('a2', 'alice'));
+        await store.deleteSession('a1');
+        expect(await store.replaceSessions('alice', 'new', T0)).toEqual(['a2']);
+        expect(await store.getSession('a1')).toBeNull();
+      });
+
+      it('concurrent replaceSessions calls report each session once', async () => {
+        for (let i = 0; i < 10; i++) await store.putSession(session(`s${i}`, 'alice'));
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.replaceSessions('alice', `s${i}`, T0 + i)),
+        );
+        const all = results.flat();
+        // Every session but one is replaced (the one kept by whichever call ran last), none twice.
+        expect(new Set(all).size).toBe(all.length);
+        expect(all.length).toBeGreaterThanOrEqual(9);
+      });
+
+      it('purgeExpiredSessions deletes sessions that expired before now and counts them', async () => {
+        await store.putSession(session('old1', 'alice', { expires: T0 + 100 }));
+        await store.putSession(session('old2', 'bob', { expires: T0 + 150, replacedAt: T0 + 1 }));
+        await store.putSession(session('edge', 'alice', { expires: T0 + 200 }));
+        await store.putSession(session('new', 'alice', { expires: T0 + 300 }));
+
+        expect(await store.purgeExpiredSessions(T0 + 200)).toBe(2);
+        expect(await store.getSession('old1')).toBeNull();
+        expect(await store.getSession('old2')).toBeNull();
+        expect(await store.getSession('edge')).not.toBeNull();
+        expect(await store.getSession('new')).not.toBeNull();
+        expect(await store.purgeExpiredSessions(T0 + 200)).toBe(0);
+        // Purged sessions are gone for replaceSessions too.
+        expect([...(await store.replaceSessions('alice', 'x', T0 + 250))].sort()).toEqual(['edge', 'new']);
+      });
+
+      it('purgeExpiredSessions handles many expired sessions at once', async () => {
+        await Promise.all(
+          Array.from({ length: 1_200 }, (_, i) => store.putSession(session(`t${i}`, `u${i % 7}`, { expires: T0 + i }))),
+        );
+        expect(await store.purgeExpiredSessions(T0 + 1_100)).toBe(1_100);
+        expect(await store.getSession('t1099')).toBeNull();
+        expect(await store.getSession('t1100')).not.toBeNull();
+      });
+    });
+
+    describe('queue order', () => {
+      it('gives each recipient strictly increasing seqs and fetches in seq order', async () => {
+        const sent = [msg(), msg({ fromKey: 'carol' }), msg(), msg({ ts: T0 - 1 })];
+        const seqs: number[] = [];
+        for (const m of sent) seqs.push(await queued(m));
+        expectIncreasing(seqs);
+        expect(await fetchAll('bob')).toEqual(sent.map((m, i) => ({ ...m, seq: seqs[i] })));
+      });
+
+      it('keeps queues of different recipients apart', async () => {
+        const toBob = msg({ to: 'bob' });
+        const toCarol = msg({ to: 'carol' });
+        const bobSeq = await queued(toBob);
+        const carolSeq = await queued(toCarol);
+        expect(await fetchAll('bob')).toEqual([{ ...toBob, seq: bobSeq }]);
+        expect(await fetchAll('carol')).toEqual([{ ...toCarol, seq: carolSeq }]);
+        expect(await fetchAll('dave')).toEqual([]);
+      });
+
+      it('pages with afterSeq and limit', async () => {
+        const seqs: number[] = [];
+        for (let i = 0; i < 5; i++) seqs.push(await queued(msg()));
+
+        const page1 = await store.fetchQueue('bob', -1, 2, 0);
+        expect(page1.map((m) => m.seq)).toEqual(seqs.slice(0, 2));
+        const page2 = await store.fetchQueue('bob', page1.at(-1)!.seq, 2, 0);
+        expect(page2.map((m) => m.seq)).toEqual(seqs.slice(2, 4));
+        const page3 = await store.fetchQueue('bob', page2.at(-1)!.seq, 2, 0);
+        expect(page3.map((m) => m.seq)).toEqual(seqs.slice(4));
+        expect(await store.fetchQueue('bob', page3.at(-1)!.seq, 2, 0)).toEqual([]);
+        // afterSeq is exclusive, and need not be a seq that exists.
+        expect((await store.fetchQueue('bob', seqs[2]! - 0.5, 10, 0)).map((m) => m.seq)).toEqual(seqs.slice(2));
+      });
+
+      it('fetching does not remove anything', async () => {
+        await queued(msg());
+        await store.fetchQueue('bob', -1, 10, 0);
+        expect(await store.queueLength('bob')).toBe(1);
+        expect(await fetchAll('bob')).toHaveLength(1);
+      });
+
+      it('keeps seqs increasing after the queue has been emptied', async () => {
+        const first = await queued(msg());
+        expect(await store.ackQueue('bob', [first])).toBe(1);
+        const second = await queued(msg());
+        expect(second).toBeGreaterThan(first);
+      });
+
+      it('stores text exactly, including non-ASCII and 16 KiB of it', async () => {
+        // 24 bytes of UTF-8 per repeat: 16,368 bytes, just under the 16 KiB limit.
+        const m = msg({ text: '小明 says héllo 👋\n'.repeat(682), from: '小明', fromKey: '小明' });
+        const seq = await queued(m);
+        expect(await store.findQueued('小明', m.id)).toEqual({ ...m, seq });
+      });
+    });
+
+    describe('de-duplication by (fromKey, id)', () => {
+      it('answers a resend with duplicate and the original seq, writing nothing', async () => {
+        const m = msg();
+        const seq = await queued(m);
+        expect(await store.enqueue({ ...m, text: 'changed', ts: T0 + 9 }, NO_CAP)).toEqual({ status: 'duplicate', seq });
+        expect(await store.queueLength('bob')).toBe(1);
+        expect(await fetchAll('bob')).toEqual([{ ...m, seq }]);
+      });
+
+      it('is unique across the whole queue, also when a different recipient is named', async () => {
+        const m = msg({ to: 'bob' });
+        const seq = await queued(m);
+        expect(await store.enqueue({ ...m, to: 'carol' }, NO_CAP)).toEqual({ status: 'duplicate', seq });
+        expect(await store.queueLength('carol')).toBe(0);
+        expect(await fetchAll('carol')).toEqual([]);
+      });
+
+      it('treats the same id from another sender as a different message', async () => {
+        const m = msg({ fromKey: 'alice' });
+        await queued(m);
+        await queued({ ...m, fromKey: 'carol', from: 'Carol' });
+        expect(await store.queueLength('bob')).toBe(2);
+      });
+
+      it('answers duplicate rather than full when the original fills the queue', async () => {
+        const first = msg();
+        const seq = await queued(first, 2);
+        await queued(msg(), 2);
+        expect(await store.enqueue(msg(), 2)).toEqual({ status: 'full' });
+        expect(await store.enqueue(first, 2)).toEqual({ status: 'duplicate', seq });
+      });
+
+      it('stores exactly one of many concurrent sends of one message', async () => {
+        const m = msg();
+        const results = await Promise.all(Array.from({ length: 20 }, () => store.enqueue(m, NO_CAP)));
+        const stored = results.filter((r) => r.status === 'queued');
+        expect(stored).toHaveLength(1);
+        const seq = (stored[0] as { seq: number }).seq;
+        expect(results.filter((r) => r.status === 'duplicate')).toEqual(Array(19).fill({ status: 'duplicate', seq }));
+        expect(await store.queueLength('bob')).toBe(1);
+      });
+
+      it('accepts the id again once the message has left the queue', async () => {
+        const m = msg();
+        const seq = await queued(m);
+        await store.ackQueue('bob', [seq]);
+        const again = await queued(m);
+        expect(again).toBeGreaterThan(seq);
+      });
+    });
+
+    describe('cap', () => {
+      it('answers full at the cap and writes nothing', async () => {
+        for (let i = 0; i < 3; i++) await queued(msg(), 3);
+        const over = msg();
+        expect(await store.enqueue(over, 3)).toEqual({ status: 'full' });
+        expect(await store.queueLength('bob')).toBe(3);
+        expect(await store.findQueued(over.fromKey, over.id)).toBeNull();
+        // Refused, so not a duplicate later: it can be queued once there is room.
+        const [oldest] = await fetchAll('bob');
+        await store.ackQueue('bob', [oldest!.seq]);
+        expect((await store.enqueue(over, 3)).status).toBe('queued');
+      });
+
+      it('counts per recipient', async () => {
+        for (let i = 0; i < 2; i++) await queued(msg({ to: 'bob' }), 2);
+        expect(await store.enqueue(msg({ to: 'bob' }), 2)).toEqual({ status: 'full' });
+        expect((await store.enqueue(msg({ to: 'carol' }), 2)).status).toBe('queued');
+      });
+
+      it('is never exceeded by concurrent enqueues', async () => {
+        const results = await Promise.all(
+          Array.from({ length: 50 }, (_, i) => store.enqueue(msg({ fromKey: `s${i % 5}` }), 10)),
+        );
+        expect(results.filter((r) => r.status === 'queued')).toHaveLength(10);
+        expect(results.filter((r) => r.status === 'full')).toHaveLength(40);
+        expect(await store.queueLength('bob')).toBe(10);
+        expect(await fetchAll('bob')).toHaveLength(10);
+      });
+    });
+
+    describe('ack', () => {
+      it('deletes the given messages in bulk and keeps the rest in order', async () => {
+        const seqs: number[] = [];
+        for (let i = 0; i < 5; i++) seqs.push(await queued(msg()));
+        expect(await store.ackQueue('bob', [seqs[0]!, seqs[2]!, seqs[4]!])).toBe(3);
+        expect((await fetchAll('bob')).map((m) => m.seq)).toEqual([seqs[1], seqs[3]]);
+        expect(await store.queueLength('bob')).toBe(2);
+      });
+
+      it('ignores unknown and repeated seqs', async () => {
+        const a = await queued(msg());
+        const b = await queued(msg());
+        expect(await store.ackQueue('bob', [a, a, Math.max(a, b) + 1000])).toBe(1);
+        expect(await store.ackQueue('bob', [a])).toBe(0);
+        expect(await store.ackQueue('bob', [])).toBe(0);
+        expect(await store.queueLength('bob')).toBe(1);
+      });
+
+      it("only deletes the named recipient's messages", async () => {
+        const seq = await queued(msg({ to: 'bob' }));
+        expect(await store.ackQueue('carol', [seq])).toBe(0);
+        expect(await store.queueLength('bob')).toBe(1);
+      });
+
+      it('acked messages are no longer found', async () => {
+        const m = msg();
+        const seq = await queued(m);
+        await store.ackQueue('bob', [seq]);
+        expect(await store.findQueued(m.fromKey, m.id)).toBeNull();
+        expect(await fetchAll('bob')).toEqual([]);
+      });
+
+      it('queueLength is 0 for a recipient with no queue', async () => {
+        expect(await store.queueLength('nobody')).toBe(0);
+      });
+    });
+
+    describe('findQueued', () => {
+      it('finds a queued message by (fromKey, id) with its recipient and seq', async () => {
+        const m = msg({ to: 'carol' });
+        const seq = await queued(m);
+        expect(await store.findQueued(m.fromKey, m.id)).toEqual({ ...m, seq });
+      });
+
+      it('returns null when nothing matches', async () => {
+        const m = msg();
+        await queued(m);
+        expect(await store.findQueued(m.fromKey, 'other-id')).toBeNull();
+        expect(await store.findQueued('someone-else', m.id)).toBeNull();
+      });
+    });
+
+    describe('retention', () => {
+      it('fetch skips messages older than notBefore, and limit counts what is returned', async () => {
+        const seqs: number[] = [];
+        for (const ts of [T0 + 100, T0 + 100, T0 + 300, T0 + 200, T0 + 400]) seqs.push(await queued(msg({ ts })));
+        expect((await store.fetchQueue('bob', -1, 10, T0 + 200)).map((m) => m.seq)).toEqual(seqs.slice(2));
+        expect((await store.fetchQueue('bob', -1, 1, T0 + 200)).map((m) => m.seq)).toEqual([seqs[2]]);
+        expect((await store.fetchQueue('bob', seqs[2]!, 1, T0 + 200)).map((m) => m.seq)).toEqual([seqs[3]]);
+        // Filtering is for reading only: the old messages are still queued.
+        expect(await store.queueLength('bob')).toBe(5);
+      });
+
+      it('purgeExpiredMessages deletes messages with ts before the cut-off, for every recipient', async () => {
+        const oldBob = msg({ to: 'bob', ts: T0 + 100 });
+        const oldCarol = msg({ to: 'carol', ts: T0 + 199 });
+        const edge = msg({ to: 'bob', ts: T0 + 200 });
+        const fresh = msg({ to: 'carol', ts: T0 + 300 });
+        for (const m of [oldBob, edge, oldCarol, fresh]) await queued(m);
+
+        expect(await store.purgeExpiredMessages(T0 + 200)).toBe(2);
+        expect((await fetchAll('bob')).map((m) => m.id)).toEqual([edge.id]);
+        expect((await fetchAll('carol')).map((m) => m.id)).toEqual([fresh.id]);
+        expect(await store.queueLength('bob')).toBe(1);
+        expect(await store.queueLength('carol')).toBe(1);
+        expect(await store.findQueued(oldBob.fromKey, oldBob.id)).toBeNull();
+        expect(await store.purgeExpiredMessages(T0 + 200)).toBe(0);
+      });
+
+      it('purging frees room under the cap', async () => {
+        await queued(msg({ ts: T0 }), 2);
+        await queued(msg({ ts: T0 + 10 }), 2);
+        expect(await store.enqueue(msg(), 2)).toEqual({ status: 'full' });
+        await store.purgeExpiredMessages(T0 + 5);
+        expect((await store.enqueue(msg(), 2)).status).toBe('queued');
+      });
+
+      it('purgeExpiredMessages handles many expired messages at once', async () => {
+        await Promise.all(
+          Array.from({ length: 1_200 }, (_, i) => store.enqueue(msg({ to: `r${i % 3}`, ts: T0 + i }), NO_CAP)),
+        );
+        expect(await store.purgeExpiredMessages(T0 + 1_150)).toBe(1_150);
+        const left = [...(await fetchAll('r0')), ...(await fetchAll('r1')), ...(await fetchAll('r2'))];
+        expect(left.map((m) => m.ts).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => T0 + 1_150 + i));
+      });
+    });
+
+    describe('concurrent writers', () => {
+      it('many concurrent senders to one recipient: distinct seqs, nothing lost, fetch in seq order', async () => {
+        const senders = ['s1', 's2', 's3', 's4'];
+        const all = senders.flatMap((fromKey) => Array.from({ length: 25 }, () => msg({ fromKey })));
+        const results = await Promise.all(all.map((m) => store.enqueue(m, NO_CAP)));
+
+        const seqs = results.map((r) => (r.status === 'queued' ? r.seq : Number.NaN));
+        expect(seqs.every(Number.isInteger)).toBe(true);
+        expect(new Set(seqs).size).toBe(all.length);
+
+        const fetched = await fetchAll('bob');
+        expectIncreasing(fetched.map((m) => m.seq));
+        const bySeq = new Map(fetched.map((m) => [m.seq, m]));
+        all.forEach((m, i) => expect(bySeq.get(seqs[i]!)).toEqual({ ...m, seq: seqs[i] }));
+        expect(await store.queueLength('bob')).toBe(all.length);
+      });
+
+      it('a message accepted after another resolved gets a higher seq (acceptance order)', async () => {
+        // Each sender waits for its own enqueue before the next one; the senders run side by side.
+        const perSender = await Promise.all(
+          ['s1', 's2', 's3'].map(async (fromKey) => {
+            const seqs: number[] = [];
+            for (let i = 0; i < 15; i++) seqs.push(await queued(msg({ fromKey })));
+            return seqs;
+          }),
+        );
+        for (const seqs of perSender) expectIncreasing(seqs);
+        expect(new Set(perSender.flat()).size).toBe(45);
+      });
+
+      it('writers to several recipients at once keep every queue separate and complete', async () => {
+        const all = Array.from({ length: 60 }, (_, i) => msg({ to: `r${i % 4}`, fromKey: `s${i % 3}` }));
+        await Promise.all(all.map((m) => store.enqueue(m, NO_CAP)));
+        for (let r = 0; r < 4; r++) {
+          const fetched = await fetchAll(`r${r}`);
+          expectIncreasing(fetched.map((m) => m.seq));
+          expect(fetched.map((m) => m.id).sort()).toEqual(all.filter((m) => m.to === `r${r}`).map((m) => m.id).sort());
+        }
+      });
+
+      it('acks racing with enqueues keep the count right', async () => {
+        const first = await Promise.all(Array.from({ length: 20 }, () => queued(msg())));
+        const more = Array.from({ length: 20 }, () => msg());
+        await Promise.all([
+          store.ackQueue('bob', first.slice(0, 10)),
+          ...more.map((m) => store.enqueue(m, NO_CAP)),
+          store.ackQueue('bob', first.slice(10)),
+        ]);
+        expect(await store.queueLength('bob')).toBe(20);
+        expect((await fetchAll('bob')).map((m) => m.id).sort()).toEqual(more.map((m) => m.id).sort());
+      });
+    });
+
+    describe('persistence', () => {
+      it('keeps accounts, sessions and queued messages across close and reopen', async (ctx) => {
+        if (!fixture.reopen) ctx.skip();
+        const a = account('bob');
+        const s = session('h1', 'bob', { replacedAt: T0 + 1 });
+        const m1 = msg();
+        const m2 = msg({ to: 'carol' });
+        await store.createAccount(a);
+        await store.putSession(s);
+        const seq1 = await queued(m1);
+        const seq2 = await queued(m2);
+        await store.close();
+
+        store = await fixture.reopen!();
+        expect(await store.getAccount('bob')).toEqual(a);
+        expect(await store.getSession('h1')).toEqual(s);
+        expect(await fetchAll('bob')).toEqual([{ ...m1, seq: seq1 }]);
+        expect(await fetchAll('carol')).toEqual([{ ...m2, seq: seq2 }]);
+        expect(await store.queueLength('bob')).toBe(1);
+        // Uniqueness and ordering carry over too.
+        expect(await store.createAccount(a)).toBe(false);
+        expect(await store.enqueue(m1, NO_CAP)).toEqual({ status: 'duplicate', seq: seq1 });
+        expect(await queued(msg())).toBeGreaterThan(seq1);
+      });
+
+      it('keeps the seq counter of an emptied queue across reopen', async (ctx) => {
+        if (!fixture.reopen) ctx.skip();
+        const seq = await queued(msg());
+        await store.ackQueue('bob', [seq]);
+        await store.close();
+        store = await fixture.reopen!();
+        expect(await queued(msg())).toBeGreaterThan(seq);
+      });
+    });
+  });
+}
