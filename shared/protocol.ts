@@ -121,7 +121,14 @@ export interface WelcomeFrame {
   name: string;
   /** Server time, ms since epoch. */
   now: number;
-  limits: { maxTextBytes: number; maxChunkBytes: number; maxStreamsPerUser: number; maxFileBytes: number };
+  limits: {
+    maxTextBytes: number;
+    maxChunkBytes: number;
+    maxStreamsPerUser: number;
+    maxFileBytes: number;
+    /** Most credit the server lets a recipient have outstanding per stream; larger grants are clamped. */
+    streamWindowBytes: number;
+  };
 }
 export interface ReceiptFrame { t: typeof Op.Receipt; id: string; to: string; state: Delivery }
 export interface MessageFrame {

@@ -141,11 +141,13 @@ export class IncomingStream extends Emitter<StreamEvents> implements AsyncIterab
   get from(): string { return this.offer.from; }
   get meta(): FileMeta { return { name: this.offer.name, size: this.offer.size, mime: this.offer.mime, container: this.offer.container }; }
 
-  /** Accepts with a credit window (default 2 MiB; the server may clamp it). */
+  /** Accepts with a credit window (default 2 MiB, never more than the server's announced maximum). */
   accept(windowBytes = 2 * 1024 * 1024): this {
     if (this.answered) return this;
     this.answered = true;
-    this.window = Math.min(windowBytes, Math.max(1, this.offer.size));
+    // Credit beyond the server's window would be clamped, and waiting to consume it would stall the stream.
+    const serverMax = this.streams.client.welcome?.limits.streamWindowBytes ?? windowBytes;
+    this.window = Math.max(1, Math.min(windowBytes, serverMax, this.offer.size));
     this.streams.client.write({ t: Op.StreamAnswer, sid: this.sid, accept: true, credit: this.window });
     return this;
   }

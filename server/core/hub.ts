@@ -289,6 +289,7 @@ export class Hub {
         maxChunkBytes: this.opts.streams.maxChunkBytes,
         maxStreamsPerUser: this.opts.streams.maxStreamsPerUser,
         maxFileBytes: this.opts.streams.maxFileBytes,
+        streamWindowBytes: this.opts.streams.windowBytes,
       },
     });
     if (f.follow) this.follow(s, { t: Op.Follow, names: f.follow });
