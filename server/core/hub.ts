@@ -201,7 +201,7 @@ export class Hub {
       }
     }, this.opts.helloTimeoutMs);
     if (!previous) this.announce(auth.key, auth.name, true);
-    log.info({}, 'connected');
+    log.debug({}, 'connected');
     return s;
   }
 
@@ -245,7 +245,7 @@ export class Hub {
   /** The transport saw the socket close (any reason). Idempotent with `detach`. */
   closed(s: Session, code: number): void {
     if (s.phase === 'closed') return;
-    s.log.info({ code }, 'disconnected');
+    s.log.debug({ code }, 'disconnected');
     this.release(s, AbortReason.RECIPIENT_DISCONNECTED);
   }
 
@@ -521,7 +521,7 @@ export class Hub {
   /** Closes a session's socket and releases its state now, without waiting for the transport's close event. */
   detach(s: Session, code: number, reason: string, abort: AbortReasonName = AbortReason.RECIPIENT_DISCONNECTED): void {
     if (s.phase === 'closed') return;
-    s.log.info({ code, reason }, 'closing');
+    s.log.debug({ code, reason }, 'closing');
     this.release(s, abort);
     s.conn.close(code, reason);
   }

@@ -1,0 +1,165 @@
+/**
+ * `npm run bench`: Parley beside the baselines measured in the same run.
+ *
+ *   text   N pairs exchange short messages (receipts on for Parley): messages/s, p50/p99, CPU of both sides,
+ *          against a bare uWS relay (name in, name out) and the same relay on `ws`.
+ *   idle   resident bytes per idle authenticated connection (10,000 by default) vs the bare uWS relay.
+ *   relay  MiB/s for 1 and 8 concurrent streams with end-to-end credit, and the server's peak RSS for two file
+ *          sizes (to show it does not depend on the file size), vs the bare uWS relay forwarding the same chunks.
+ *   store  enqueue and drain rates of each Store adapter.
+ *
+ * Options: --only text,idle,relay,store  --pairs 50  --seconds 5  --idle 10000  --relay-mib 512
+ * Every server runs as its own process (children of this one) so CPU and memory are its own.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hashToken } from '../server/core/accounts.ts';
+import { hashPassword } from '../server/core/passwords.ts';
+import { EmbeddedStore } from '../server/store/embedded.ts';
+import { nameKey } from '../shared/names.ts';
+import { rssBytes, startChild, stopChild, table, type Child, sleep } from './bench/lib.ts';
+import { runText, userName, connect, type Target } from './bench/text.ts';
+import { runRelay } from './bench/relay.ts';
+import { runStore } from './bench/store.ts';
+
+const args = new Map<string, string>();
+for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
+const only = new Set((args.get('only') ?? 'text,idle,relay,store').split(','));
+const pairs = Number(args.get('pairs') ?? 50);
+const seconds = Number(args.get('seconds') ?? 5);
+const idleCount = Number(args.get('idle') ?? 10_000);
+const relayMib = Number(args.get('relay-mib') ?? 512);
+
+const dirs: string[] = [];
+const children: Child[] = [];
+
+/** A Parley server process with `users` accounts and one session each, written straight into its store. */
+async function parley(users: number, env: Record<string, string> = {}): Promise<Target & { child: Child }> {
+  const dir = mkdtempSync(join(tmpdir(), 'parley-bench-'));
+  dirs.push(dir);
+  const store = new EmbeddedStore({ dir });
+  await store.open();
+  const passwordHash = await hashPassword('bench password', { N: 1 << 10, r: 8, p: 1 });
+  const tokens = new Map<string, string>();
+  const now = Date.now();
+  const writes: Array<Promise<unknown>> = [];
+  for (let i = 0; i < users; i++) {
+    const name = userName(i);
+    const token = `bench-token-${i}-${'x'.repeat(24)}`;
+    tokens.set(name, token);
+    writes.push(store.createAccount({ key: nameKey(name), name, passwordHash, created: now }));
+    writes.push(store.putSession({ tokenHash: hashToken(token), key: nameKey(name), created: now, expires: now + 86_400_000 }));
+  }
+  await Promise.all(writes);
+  await store.close();
+  const child = await startChild('server/main.ts', {
+    PORT: '0', DATA_DIR: dir, LOG_LEVEL: 'info', IDLE_TIMEOUT_SEC: '3600',
+    // The benchmark's clients send far faster than a person; the per-connection flood limit would stop them.
+    FRAME_RATE: '10000000', FRAME_BURST: '10000000', ...env,
+  });
+  children.push(child);
+  return { kind: 'parley', port: child.port, pid: child.pid, tokens, child };
+}
+
+async function bare(kind: 'uws' | 'ws'): Promise<Target & { child: Child }> {
+  const child = await startChild(`scripts/bench/bare-${kind}.ts`);
+  children.push(child);
+  return { kind: 'bare', port: child.port, pid: child.pid, child };
+}
+
+const mib = (b: number) => (b / 1024 / 1024).toFixed(1);
+const fixed = (n: number, d = 0) => n.toFixed(d);
+
+async function textSection(): Promise<void> {
+  const rows: Array<Array<string | number>> = [];
+  const results: Record<string, number> = {};
+  for (const [label, make] of [
+    ['bare uWS relay', () => bare('uws')],
+    ['bare ws relay', () => bare('ws')],
+    ['Parley', () => parley(pairs * 2)],
+  ] as const) {
+    const t = await make();
+    const r = await runText(t, pairs, seconds);
+    await stopChild(t.child);
+    results[label] = r.msgsPerSec;
+    rows.push([label, fixed(r.msgsPerSec), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), `${fixed(r.serverCpu * 100)}%`, `${fixed(r.generatorCpu * 100)}%`]);
+  }
+  const base = results['bare uWS relay']!;
+  for (const row of rows) row.push((results[row[0] as string]! / base).toFixed(2) + 'x');
+  table(`text: ${pairs} pairs, ${pairs * 2} connections, window 64 per sender, ${seconds} s (Parley with receipts and acks)`,
+    ['server', 'delivered msg/s', 'p50 ms', 'p99 ms', 'server CPU', 'generator CPU', 'vs bare uWS'], rows);
+  process.stdout.write('  target: Parley >= 0.70x the bare uWS relay\n');
+}
+
+async function idleSection(): Promise<void> {
+  const rows: Array<Array<string | number>> = [];
+  const perConn: Record<string, number> = {};
+  for (const [label, make] of [['bare uWS relay', () => bare('uws')], ['Parley', () => parley(idleCount)]] as const) {
+    const t = await make();
+    await sleep(500);
+    const before = rssBytes(t.pid);
+    const sockets = [];
+    // A few hundred at a time: fast, without a SYN flood the kernel would start dropping.
+    for (let i = 0; i < idleCount; i += 250) {
+      sockets.push(...(await Promise.all(Array.from({ length: Math.min(250, idleCount - i) }, (_, k) => connect(t, userName(i + k), userName((i + k) ^ 1))))));
+    }
+    await sleep(2000);
+    const after = rssBytes(t.pid);
+    for (const s of sockets) s.terminate();
+    await stopChild(t.child);
+    perConn[label] = (after - before) / idleCount;
+    rows.push([label, mib(before), mib(after), fixed(perConn[label]!)]);
+  }
+  for (const row of rows) row.push((perConn[row[0] as string]! / perConn['bare uWS relay']!).toFixed(2) + 'x');
+  table(`idle: ${idleCount} authenticated idle connections (Parley: signed in and past hello)`,
+    ['server', 'RSS before MiB', 'RSS after MiB', 'bytes/conn', 'vs bare uWS'], rows);
+  process.stdout.write('  target: Parley <= 2x the bare uWS relay\n');
+}
+
+async function relaySection(): Promise<void> {
+  const rows: Array<Array<string | number>> = [];
+  const rate: Record<string, number> = {};
+  const runs: Array<[string, () => Promise<Target & { child: Child }>, number, number]> = [
+    ['bare uWS relay, 1 stream', () => bare('uws'), 1, relayMib],
+    ['Parley, 1 stream', () => parley(16), 1, relayMib],
+    ['bare uWS relay, 8 streams', () => bare('uws'), 8, relayMib / 8],
+    ['Parley, 8 streams', () => parley(16), 8, relayMib / 8],
+    ['Parley, 1 stream, 4x the file', () => parley(16), 1, relayMib * 4],
+  ];
+  for (const [label, make, streams, mibEach] of runs) {
+    const t = await make();
+    const r = await runRelay(t, streams, mibEach * 1024 * 1024);
+    await stopChild(t.child);
+    rate[label] = r.mibPerSec;
+    const base = label.includes('8 streams') ? 'bare uWS relay, 8 streams' : 'bare uWS relay, 1 stream';
+    rows.push([label, fixed(mibEach * streams), fixed(r.mibPerSec), mib(r.rssBefore), mib(r.peakRss), `${fixed(r.serverCpu * 100)}%`, `${fixed(r.generatorCpu * 100)}%`, ((rate[label] ?? 0) / (rate[base] ?? 1)).toFixed(2) + 'x']);
+  }
+  table('relay: 256 KiB chunks, end-to-end credit (4 MiB window), sender and viewer as fast as they go',
+    ['run', 'MiB total', 'MiB/s', 'RSS before MiB', 'peak RSS MiB', 'server CPU', 'generator CPU', 'vs bare uWS'], rows);
+  process.stdout.write('  target: Parley >= 0.80x the bare uWS relay; peak RSS independent of the file size\n');
+}
+
+async function storeSection(): Promise<void> {
+  const rows = await runStore(Number(args.get('store-n') ?? 20_000));
+  table('store: enqueue N messages to one recipient (concurrent, as senders would), then drain in batches of 100 with bulk acks',
+    ['adapter', 'N', 'enqueue msg/s', 'drain msg/s', 'note'], rows);
+}
+
+async function main(): Promise<void> {
+  process.stdout.write(`Parley benchmark, ${new Date().toISOString()}, Node ${process.versions.node}, ${(await import('node:os')).cpus().length} cores\n`);
+  try {
+    if (only.has('text')) await textSection();
+    if (only.has('idle')) await idleSection();
+    if (only.has('relay')) await relaySection();
+    if (only.has('store')) await storeSection();
+  } finally {
+    for (const c of children) await stopChild(c);
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
