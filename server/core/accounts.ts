@@ -60,6 +60,8 @@ export class Accounts {
   private readonly current = new Map<string, string>();
   /** Called after a sign-in replaced older sessions: the hub closes their sockets. */
   onTakeover: (key: string, currentTokenHash: string) => void = () => {};
+  /** Called after a sign-out: the hub closes that session's socket. */
+  onSignOut: (key: string, tokenHash: string) => void = () => {};
 
   constructor(private readonly store: Store, private readonly opts: AccountsOptions, private readonly log: Logger) {
     const perMinute = opts.signinFailuresPerMinute / 60;
@@ -125,6 +127,7 @@ export class Accounts {
     if (!session) return;
     await storeCall(() => this.store.deleteSession(tokenHash));
     if (this.current.get(session.key) === tokenHash) this.current.delete(session.key);
+    this.onSignOut(session.key, tokenHash);
   }
 
   /** Resolves a bearer token or cookie value to its session; null when unknown or expired. */

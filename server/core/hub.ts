@@ -93,6 +93,7 @@ export class Session {
     readonly name: string,
     readonly key: string,
     readonly tokenHash: string,
+    readonly expires: number,
     readonly limiter: TokenBucket,
     readonly log: Logger,
   ) {}
@@ -134,6 +135,10 @@ export class Hub {
     private readonly log: Logger,
   ) {
     accounts.onTakeover = (key, current) => this.takeover(key, current);
+    accounts.onSignOut = (key, tokenHash) => {
+      const s = this.online.get(key);
+      if (s?.tokenHash === tokenHash) this.detach(s, CloseCode.SESSION_ENDED, 'signed out');
+    };
     this.streams = new StreamRelay(opts.streams, (key) => this.online.get(key), (key) => accounts.lookup(key), log);
     this.handlers = {
       [Op.Hello]: (s, f) => this.hello(s, f),
@@ -191,7 +196,7 @@ export class Hub {
         this.detach(previous, CloseCode.TAKEOVER, 'signed in elsewhere', AbortReason.TAKEOVER);
       }
     }
-    const s = new Session(conn, auth.name, auth.key, auth.tokenHash, new TokenBucket(this.opts.frameRate, this.opts.frameBurst), log);
+    const s = new Session(conn, auth.name, auth.key, auth.tokenHash, auth.expires, new TokenBucket(this.opts.frameRate, this.opts.frameBurst), log);
     this.online.set(auth.key, s);
     this.accounts.remember(auth.key, auth.name);
     s.helloTimer = setTimeout(() => {
@@ -559,9 +564,11 @@ export class Hub {
   }
 
   private sweep(): void {
-    const cutoff = Date.now() - this.opts.idleTimeoutMs;
+    const now = Date.now();
+    const cutoff = now - this.opts.idleTimeoutMs;
     for (const s of [...this.online.values()]) {
-      if (s.lastSeen < cutoff) this.detach(s, CloseCode.IDLE, 'idle');
+      if (s.expires <= now) this.detach(s, CloseCode.SESSION_ENDED, 'session expired');
+      else if (s.lastSeen < cutoff) this.detach(s, CloseCode.IDLE, 'idle');
     }
   }
 

@@ -176,6 +176,7 @@ export class MongoStore implements Store {
 
   private client: MongoClient | null = null;
   private db: Db | null = null;
+  private opening: Promise<void> | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping = false;
   private expiry: 'ttl-index' | 'sweep' | 'none' = 'none';
@@ -205,6 +206,14 @@ export class MongoStore implements Store {
 
   async open(): Promise<void> {
     if (this.client !== null) return;
+    // Concurrent callers share one connection attempt instead of each creating (and leaking) a client.
+    this.opening ??= this.connect().finally(() => {
+      this.opening = null;
+    });
+    return this.opening;
+  }
+
+  private async connect(): Promise<void> {
     const where = `${hostsOf(this.uri)}/${this.dbName}`;
     let client: MongoClient;
     try {
@@ -226,10 +235,14 @@ export class MongoStore implements Store {
       await client.connect();
     } catch (error) {
       await client.close().catch(() => undefined);
-      throw new StoreUnavailableError(
-        `Cannot reach MongoDB at ${where} within ${this.connectTimeoutMs} ms: ${messageOf(error)}`,
-        { cause: error },
-      );
+      if (isUnavailable(error)) {
+        throw new StoreUnavailableError(
+          `Cannot reach MongoDB at ${where} within ${this.connectTimeoutMs} ms: ${messageOf(error)}`,
+          { cause: error },
+        );
+      }
+      // Reached but refused (authentication, TLS, SRV lookup, incompatible server): retrying will not help.
+      throw new Error(`MongoDB at ${where} refused the connection: ${messageOf(error)}`, { cause: error });
     }
     const db = client.db(this.dbName);
     try {
@@ -246,6 +259,7 @@ export class MongoStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.opening?.catch(() => undefined);
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
     const client = this.client;

@@ -70,7 +70,9 @@ describe('accounts', () => {
     const token = r.body.token as string;
     const who = await fetch(`${server.url}/api/session`, { headers: { Cookie: `parley_session=${token}` } });
     expect(await who.json()).toMatchObject({ name: 'dave' });
+    const live = await helloWire(h.rawSocket(wsUrl(server.url), token));
     await postJson(`${server.url}/api/signout`, {}, { Authorization: `Bearer ${token}` });
+    expect((await live.closed).code).toBe(CloseCode.SESSION_ENDED);
     expect((await fetch(`${server.url}/api/session`, { headers: { Authorization: `Bearer ${token}` } })).status).toBe(401);
     const w = wire(h.rawSocket(wsUrl(server.url), token));
     await expect(w.opened).rejects.toMatchObject({ status: 401 });

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ParleyClient } from '../../client/sdk/client.ts';
-import { StreamError, Streams } from '../../client/sdk/streams.ts';
+import { StreamError, Streams, type IncomingStream } from '../../client/sdk/streams.ts';
 import { encodeChunk } from '../../shared/chunk.ts';
 import { Op } from '../../shared/protocol.ts';
 import { Harness, wsUrl } from '../support/harness.ts';

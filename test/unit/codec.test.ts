@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { pack } from 'msgpackr';
 import { CHUNK_TAG, chunkPayload, encodeChunk, readChunkHeader } from '../../shared/chunk.ts';
 import { decodeClientFrame, decodeServerFrame, encodeFrame, ProtocolError, utf8Length } from '../../shared/codec.ts';
-import { Limits, Op, PROTOCOL_VERSION } from '../../shared/protocol.ts';
+import { Limits, Op, PROTOCOL_VERSION, type ClientFrame } from '../../shared/protocol.ts';
 
 function code(fn: () => unknown): string | undefined {
   try {
@@ -15,7 +15,7 @@ function code(fn: () => unknown): string | undefined {
 
 describe('decodeClientFrame', () => {
   it('round-trips every client frame kind', () => {
-    const frames = [
+    const frames: ClientFrame[] = [
       { t: Op.Hello, v: PROTOCOL_VERSION },
       { t: Op.Hello, v: PROTOCOL_VERSION, follow: ['bob', '小明'] },
       { t: Op.Send, id: 'abcdefgh12', to: 'bob', text: 'hi 👋' },
@@ -27,7 +27,7 @@ describe('decodeClientFrame', () => {
       { t: Op.StreamCredit, sid: 1, bytes: 100 },
       { t: Op.StreamEnd, sid: 1 },
       { t: Op.StreamCancel, sid: 1, reason: 'bored' },
-    ] as const;
+    ];
     for (const f of frames) expect(decodeClientFrame(encodeFrame(f))).toEqual(f);
   });
 
