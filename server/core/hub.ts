@@ -122,6 +122,7 @@ export class Hub {
   private readonly queueLock = new KeyedMutex();
   /** Accepted messages that could not be written back to the queue while the store was down. */
   private readonly pendingRequeue: Array<{ to: string; msg: Inflight }> = [];
+  private readonly keyCache = new Map<string, string | null>();
   private storeUp = true;
   private recovering: ReturnType<typeof setTimeout> | undefined;
   private readonly sweeper: ReturnType<typeof setInterval>;
@@ -302,13 +303,24 @@ export class Hub {
     void this.runDrain(s);
   }
 
+  /** Name key for a name as typed, or null when it is not a valid name. Cached: it runs for every message. */
+  private keyOf(raw: string): string | null {
+    let key = this.keyCache.get(raw);
+    if (key === undefined) {
+      const name = normalizeName(raw);
+      key = name === null ? null : nameKey(name);
+      if (this.keyCache.size >= 10_000) this.keyCache.clear();
+      this.keyCache.set(raw, key);
+    }
+    return key;
+  }
+
   private send(s: Session, f: SendFrame): void {
-    const toName = normalizeName(f.to);
-    if (!toName) {
+    const toKey = this.keyOf(f.to);
+    if (toKey === null) {
       s.error({ code: 'UNKNOWN_CONTACT', message: 'no account has that name', ref: f.id });
       return;
     }
-    const toKey = nameKey(toName);
     const dedupKey = `${s.key}\n${f.id}`;
     const seen = this.recent.get(dedupKey);
     if (seen) {
