@@ -55,13 +55,10 @@ import {
   type SessionRecord,
   type Store,
 } from '../core/store.ts';
+import type { Logger } from '../core/logger.ts';
 
-/** Structured logger (pino-compatible subset). */
-export interface MongoStoreLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+/** What the store logs through: the structured core logger, or anything with the same three methods. */
+export type MongoStoreLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
 /** Options for {@link MongoStore}. */
 export interface MongoStoreOptions {
