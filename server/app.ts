@@ -22,7 +22,7 @@ export interface RunningServer {
 export async function openStore(config: Readonly<Config>, log: Logger): Promise<Store> {
   if (config.mongodbUri) {
     const { MongoStore } = await import('./store/mongo.ts');
-    return new MongoStore({ uri: config.mongodbUri, dbName: config.mongodbDb, logger: log.child({ store: 'mongodb' }) });
+    return new MongoStore({ uri: config.mongodbUri, dbName: config.mongodbDb, retentionMs: config.retentionMs, logger: log.child({ store: 'mongodb' }) });
   }
   const { EmbeddedStore } = await import('./store/embedded.ts');
   return new EmbeddedStore({ dir: config.dataDir, logger: log.child({ store: 'embedded' }) });

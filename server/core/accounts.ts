@@ -56,6 +56,8 @@ export class Accounts {
   private readonly lock = new KeyedMutex();
   /** Display names of accounts known to exist, by key: spares the store a read per message. */
   private readonly known = new Map<string, string>();
+  /** Sessions recently validated against the store, by token hash, oldest first (outage fallback). */
+  private readonly sessions = new Map<string, SessionRecord>();
   /** The current session per name key, as decided by the last completed sign-in in this process. */
   private readonly current = new Map<string, string>();
   /** Called after a sign-in replaced older sessions: the hub closes their sockets. */
@@ -114,6 +116,7 @@ export class Accounts {
     await this.lock.run(key, async () => {
       await storeCall(() => this.store.putSession(session));
       const replaced = await storeCall(() => this.store.replaceSessions(key, tokenHash, now));
+      for (const h of replaced) this.sessions.delete(h);
       this.current.set(key, tokenHash);
       this.log.info({ user: account.name, replaced: replaced.length }, 'signed in');
       this.onTakeover(key, tokenHash);
@@ -126,15 +129,29 @@ export class Accounts {
     const session = await storeCall(() => this.store.getSession(tokenHash));
     if (!session) return;
     await storeCall(() => this.store.deleteSession(tokenHash));
+    this.sessions.delete(tokenHash);
     if (this.current.get(session.key) === tokenHash) this.current.delete(session.key);
     this.onSignOut(session.key, tokenHash);
   }
 
-  /** Resolves a bearer token or cookie value to its session; null when unknown or expired. */
+  /**
+   * Resolves a bearer token or cookie value to its session; null when unknown or expired. Sessions seen before
+   * are remembered (bounded), so during a store outage existing sessions can still reconnect; only new sign-ins
+   * need the store.
+   */
   async authenticate(token: string): Promise<Auth | null> {
     if (token.length < 16 || token.length > 128) return null;
     const tokenHash = hashToken(token);
-    const session = await storeCall(() => this.store.getSession(tokenHash));
+    let session: SessionRecord | null;
+    try {
+      session = await this.store.getSession(tokenHash);
+      if (session) this.rememberSession(session);
+      else this.sessions.delete(tokenHash);
+    } catch (err) {
+      const cached = this.sessions.get(tokenHash);
+      if (!(err instanceof StoreUnavailableError) || !cached) return storeCall(() => Promise.reject(err));
+      session = cached;
+    }
     if (!session || session.expires <= Date.now()) return null;
     let name = this.known.get(session.key);
     if (name === undefined) {
@@ -162,6 +179,12 @@ export class Accounts {
     if (!account) return null;
     this.known.set(key, account.name);
     return account.name;
+  }
+
+  private rememberSession(session: SessionRecord): void {
+    this.sessions.delete(session.tokenHash);
+    this.sessions.set(session.tokenHash, session);
+    if (this.sessions.size > 100_000) this.sessions.delete(this.sessions.keys().next().value!);
   }
 
   /** Remembers that an account exists (a live session proves it). */

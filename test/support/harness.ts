@@ -13,6 +13,7 @@ import { startServer, type RunningServer } from '../../server/app.ts';
 import { loadConfig, type Config } from '../../server/config.ts';
 import { createLogger } from '../../server/core/logger.ts';
 import type { Store } from '../../server/core/store.ts';
+import { startMongoStandin, type MongoStandin } from './mongo-standin.ts';
 
 export const PASSWORD = 'correct horse battery';
 
@@ -21,8 +22,35 @@ export function testConfig(dataDir: string, env: Record<string, string> = {}): R
   return loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, SCRYPT_COST: '10', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', CLIENT_DIR: join(dataDir, 'no-client'), ...env }, []);
 }
 
+/**
+ * The store adapters server-level tests run against. `mongodb` means the in-memory wire-protocol stand-in
+ * (test/support/mongo-standin.ts, not MongoDB), or a real MongoDB when MONGODB_URI is set in the environment.
+ */
+export const STORE_KINDS = ['embedded', 'mongodb'] as const;
+export type StoreKind = (typeof STORE_KINDS)[number];
+
+let dbCounter = 0;
+
 export class Harness {
   readonly dirs: string[] = [];
+  private standin: MongoStandin | undefined;
+
+  constructor(readonly storeKind: StoreKind = 'embedded') {}
+
+  /** Env that points a server at this harness's store: nothing for embedded, a fresh database for MongoDB. */
+  async storeEnv(dbName = `parley_test_${process.pid}_${++dbCounter}`): Promise<Record<string, string>> {
+    if (this.storeKind === 'embedded') return {};
+    if (process.env.MONGODB_URI) return { MONGODB_URI: process.env.MONGODB_URI, MONGODB_DB: dbName };
+    this.standin ??= await startMongoStandin();
+    return { MONGODB_URI: this.standin.uri, MONGODB_DB: dbName };
+  }
+
+  /** The stand-in behind a `mongodb` harness (to stop and restart it in outage tests). */
+  async mongo(): Promise<MongoStandin> {
+    await this.storeEnv();
+    if (!this.standin) throw new Error('outage tests need the stand-in (unset MONGODB_URI)');
+    return this.standin;
+  }
   readonly servers: RunningServer[] = [];
   readonly clients: ParleyClient[] = [];
   readonly sockets: WebSocket[] = [];
@@ -35,7 +63,7 @@ export class Harness {
 
   async server(env: Record<string, string> = {}, store?: Store): Promise<RunningServer> {
     const dir = env.DATA_DIR ?? this.tempDir();
-    const config = testConfig(dir, env);
+    const config = testConfig(dir, { ...(env.MONGODB_URI || store ? {} : await this.storeEnv()), ...env });
     const s = await startServer(config, { log: createLogger(config.logLevel), ...(store ? { store } : {}) });
     this.servers.push(s);
     return s;
@@ -79,6 +107,8 @@ export class Harness {
     for (const ws of this.sockets.splice(0)) ws.terminate();
     await Promise.all(this.servers.splice(0).map((s) => s.stop().catch(() => undefined)));
     for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    await this.standin?.close();
+    this.standin = undefined;
   }
 }
 
