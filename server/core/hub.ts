@@ -84,6 +84,13 @@ export class Session {
   cursor = 0;
   dirty = false;
   draining = false;
+  /**
+   * Set when the queue read empty but writes to it were still landing: from then on new messages wait here, in
+   * memory, instead of joining the queue, so the drain can finish even while senders keep sending. They are
+   * delivered (in order, after the last queued message) when the session turns live.
+   */
+  settling = false;
+  readonly held: Inflight[] = [];
   batchLeft = 0;
   batchDone: (() => void) | undefined;
   helloTimer: ReturnType<typeof setTimeout> | undefined;
@@ -329,8 +336,9 @@ export class Hub {
     }
     const msg: Inflight = { fromKey: s.key, from: s.name, id: f.id, text: f.text, ts: Date.now() };
     const r = this.online.get(toKey);
-    if (r && (r.phase === 'live' || (!this.storeUp && r.phase === 'draining'))) {
-      this.deliver(r, msg);
+    if (r && (r.phase === 'live' || (r.phase === 'draining' && (r.settling || !this.storeUp)))) {
+      if (r.phase === 'live' || !this.storeUp) this.deliver(r, msg);
+      else r.held.push(msg);
       this.remember(dedupKey, 'accepted');
       s.send({ t: Op.Receipt, id: f.id, to: r.name, state: Delivery.Accepted });
       return;
@@ -433,10 +441,16 @@ export class Hub {
         if (s.phase !== 'draining') return;
         if (batch.length === 0) {
           if (s.dirty || this.queueLock.busy(s.key)) {
+            // Writes are still landing: hold new messages in memory so they stop, then read what landed.
+            s.settling = true;
             await this.queueLock.run(s.key, async () => undefined);
             continue;
           }
           s.phase = 'live';
+          s.settling = false;
+          s.conn.cork(() => {
+            for (const m of s.held.splice(0)) this.deliver(s, m);
+          });
           s.log.debug({}, 'queue drained; live');
           return;
         }
@@ -463,7 +477,7 @@ export class Hub {
 
   /** Writes what was in flight to a departed session back to its queue, in the order it was sent. */
   private requeue(s: Session): void {
-    const live = [...s.inflight.values()].filter((m) => m.seq === undefined);
+    const live = [...[...s.inflight.values()].filter((m) => m.seq === undefined), ...s.held.splice(0)];
     s.inflight.clear();
     if (live.length === 0) return;
     void this.queueLock.run(s.key, async () => {

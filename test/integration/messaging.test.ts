@@ -80,6 +80,37 @@ describe(`${kind} store`, () => {
       await alice.once('receipt', (r) => r.id === ids[ids.length - 1] && r.state === 'delivered');
       expect(got.map((m) => m.id)).toEqual(ids);
     });
+
+    it('a sender that never pauses does not keep the recipient draining forever; order holds', async () => {
+      const server = await h.server();
+      const alice = h.client(server, await h.account(server, 'alice'));
+      await alice.connect();
+      await h.account(server, 'bob');
+      const ids: string[] = [];
+      for (let i = 0; i < 50; i++) ids.push(alice.send('bob', `queued ${i}`));
+      await alice.once('receipt', (r) => r.id === ids[49] && r.state === 'queued');
+      // Keep sending, a message at a time with one always in flight, while bob signs in and drains.
+      let sending = true;
+      const receipts: string[] = [];
+      alice.on('receipt', (r) => receipts.push(r.state));
+      const pump = (async () => {
+        for (let i = 0; sending && i < 2000; i++) {
+          const id = alice.send('bob', `stream ${i}`);
+          ids.push(id);
+          await alice.once('receipt', (r) => r.id === id);
+        }
+      })();
+      const bob = h.client(server, await h.account(server, 'bob', undefined, { register: false }));
+      const got: string[] = [];
+      bob.on('message', (m) => got.push(m.id));
+      await bob.connect();
+      // Live delivery (an `accepted` receipt) means bob's drain finished despite the steady stream.
+      await alice.once('receipt', (r) => r.state === 'accepted');
+      sending = false;
+      await pump;
+      await alice.once('receipt', (r) => r.id === ids[ids.length - 1] && r.state === 'delivered');
+      expect(got).toEqual(ids);
+    });
   });
 });
 }
