@@ -135,9 +135,9 @@ export class Accounts {
   }
 
   /**
-   * Resolves a bearer token or cookie value to its session; null when unknown or expired. Sessions seen before
-   * are remembered (bounded), so during a store outage existing sessions can still reconnect; only new sign-ins
-   * need the store.
+   * Resolves a bearer token or cookie value to its session; null when unknown or expired. Sessions whose socket
+   * closed are remembered (bounded), so during a store outage they can still reconnect; only new sign-ins need
+   * the store.
    */
   async authenticate(token: string): Promise<Auth | null> {
     if (token.length < 16 || token.length > 128) return null;
@@ -145,8 +145,7 @@ export class Accounts {
     let session: SessionRecord | null;
     try {
       session = await this.store.getSession(tokenHash);
-      if (session) this.rememberSession(session);
-      else this.sessions.delete(tokenHash);
+      if (!session) this.sessions.delete(tokenHash);
     } catch (err) {
       const cached = this.sessions.get(tokenHash);
       if (!(err instanceof StoreUnavailableError) || !cached) return storeCall(() => Promise.reject(err));
@@ -181,10 +180,19 @@ export class Accounts {
     return account.name;
   }
 
-  private rememberSession(session: SessionRecord): void {
-    this.sessions.delete(session.tokenHash);
-    this.sessions.set(session.tokenHash, session);
+  /**
+   * Remembers a session whose socket just closed, so it can reconnect while the store is down. Sessions with a
+   * live socket are not kept here: their socket's state has what is needed, and idle connections stay small.
+   */
+  rememberSession(tokenHash: string, key: string, expires: number): void {
+    this.sessions.delete(tokenHash);
+    this.sessions.set(tokenHash, { tokenHash, key, created: 0, expires });
     if (this.sessions.size > 100_000) this.sessions.delete(this.sessions.keys().next().value!);
+  }
+
+  /** A session's socket opened: it no longer needs the outage cache. */
+  forgetSession(tokenHash: string): void {
+    this.sessions.delete(tokenHash);
   }
 
   /** Remembers that an account exists (a live session proves it). */

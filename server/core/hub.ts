@@ -30,7 +30,6 @@ import { KeyedMutex } from './mutex.ts';
 import type { Conn } from './conn.ts';
 import { AppError } from './errors.ts';
 import type { Logger } from './logger.ts';
-import { TokenBucket } from './ratelimit.ts';
 import { StoreUnavailableError, type Store } from './store.ts';
 import { StreamRelay, type StreamOptions } from './streams.ts';
 
@@ -70,30 +69,37 @@ type Phase = 'hello' | 'draining' | 'live' | 'closed';
 
 let nextSessionId = 1;
 
-/** One open, authenticated socket of one user. */
+/**
+ * One open, authenticated socket of one user. Kept small: tens of thousands of them sit idle, so the maps,
+ * the queue of held messages and the child logger are only made when first needed.
+ */
 export class Session {
   readonly id = nextSessionId++;
   phase: Phase = 'hello';
-  readonly inflight = new Map<number, Inflight>();
+  private inflightMap: Map<number, Inflight> | undefined;
   nextTag = 1;
-  follows = new Set<string>();
+  follows: Set<string> | undefined;
   badFrames = 0;
   floodStrikes = 0;
-  lastSeen = Date.now();
+  readonly openedAt = Date.now();
+  lastSeen = this.openedAt;
+  /** Frame-rate token bucket, inline (two numbers) rather than an object per session. */
+  tokens: number;
+  tokensAt = this.openedAt;
   /** Drain state: last seq handed out, a write landed since the last fetch, the batch being acked. */
   cursor = 0;
   dirty = false;
   draining = false;
   /**
-   * Set when the queue read empty but writes to it were still landing: from then on new messages wait here, in
-   * memory, instead of joining the queue, so the drain can finish even while senders keep sending. They are
-   * delivered (in order, after the last queued message) when the session turns live.
+   * Set when the queue read empty but writes to it were still landing: from then on new messages wait in
+   * `held`, in memory, instead of joining the queue, so the drain can finish even while senders keep sending.
+   * They are delivered (in order, after the last queued message) when the session turns live.
    */
   settling = false;
-  readonly held: Inflight[] = [];
+  held: Inflight[] | undefined;
   batchLeft = 0;
   batchDone: (() => void) | undefined;
-  helloTimer: ReturnType<typeof setTimeout> | undefined;
+  private childLog: Logger | undefined;
 
   constructor(
     readonly conn: Conn,
@@ -101,9 +107,20 @@ export class Session {
     readonly key: string,
     readonly tokenHash: string,
     readonly expires: number,
-    readonly limiter: TokenBucket,
-    readonly log: Logger,
-  ) {}
+    burst: number,
+    private readonly parentLog: Logger,
+  ) {
+    this.tokens = burst;
+  }
+
+  /** Messages sent to this session and not yet acknowledged, by delivery tag. */
+  get inflight(): Map<number, Inflight> {
+    return (this.inflightMap ??= new Map());
+  }
+
+  get log(): Logger {
+    return (this.childLog ??= this.parentLog.child({ conn: this.conn.id, user: this.name }));
+  }
 
   send(frame: ServerFrame): void {
     if (this.phase !== 'closed') this.conn.send(encodeFrame(frame));
@@ -160,7 +177,7 @@ export class Hub {
       [Op.StreamEnd]: (s, f) => this.streams.end(s, f),
       [Op.StreamCancel]: (s, f) => this.streams.cancel(s, f),
     };
-    const sweepEvery = Math.max(250, Math.min(opts.idleTimeoutMs / 4, 30_000));
+    const sweepEvery = Math.max(250, Math.min(opts.idleTimeoutMs / 4, opts.helloTimeoutMs / 2, 30_000));
     this.sweeper = setInterval(() => this.sweep(), sweepEvery);
     this.sweeper.unref();
   }
@@ -182,7 +199,6 @@ export class Hub {
 
   /** A socket finished its upgrade. Returns the session, or undefined when the socket was turned away. */
   open(conn: Conn, auth: Auth): Session | undefined {
-    const log = this.log.child({ conn: conn.id, user: auth.name });
     if (this.state !== 'running') {
       conn.send(encodeFrame({ t: Op.Shutdown, message: 'server is shutting down' }));
       conn.close(CloseCode.GOING_AWAY, 'shutting down');
@@ -192,7 +208,7 @@ export class Hub {
     if (auth.replaced || this.accounts.isReplaced(auth.key, auth.tokenHash)) {
       conn.send(encodeFrame({ t: Op.Takeover, message: 'signed in elsewhere' }));
       conn.close(CloseCode.TAKEOVER, 'signed in elsewhere');
-      log.info({}, 'replaced session turned away');
+      this.log.info({ conn: conn.id, user: auth.name }, 'replaced session turned away');
       return undefined;
     }
     const previous = this.online.get(auth.key);
@@ -204,17 +220,12 @@ export class Hub {
         this.detach(previous, CloseCode.TAKEOVER, 'signed in elsewhere', AbortReason.TAKEOVER);
       }
     }
-    const s = new Session(conn, auth.name, auth.key, auth.tokenHash, auth.expires, new TokenBucket(this.opts.frameRate, this.opts.frameBurst), log);
+    const s = new Session(conn, auth.name, auth.key, auth.tokenHash, auth.expires, this.opts.frameBurst, this.log);
     this.online.set(auth.key, s);
     this.accounts.remember(auth.key, auth.name);
-    s.helloTimer = setTimeout(() => {
-      if (s.phase === 'hello') {
-        s.error({ code: 'VERSION_UNSUPPORTED', message: 'no hello received in time' });
-        this.detach(s, CloseCode.VERSION, 'no hello');
-      }
-    }, this.opts.helloTimeoutMs);
+    this.accounts.forgetSession(auth.tokenHash);
     if (!previous) this.announce(auth.key, auth.name, true);
-    log.debug({}, 'connected');
+    this.log.debug({ conn: conn.id, user: auth.name }, 'connected');
     return s;
   }
 
@@ -233,7 +244,7 @@ export class Hub {
       this.streams.chunk(s, f);
       return;
     }
-    if (!s.limiter.take(s.lastSeen)) {
+    if (!this.takeToken(s, s.lastSeen)) {
       s.error({ code: 'RATE_LIMITED', message: 'too many frames; slow down', ref: f.t === Op.Send ? f.id : undefined });
       if (++s.floodStrikes > this.opts.frameBurst) this.detach(s, CloseCode.FLOOD, 'frame flood');
       return;
@@ -294,7 +305,6 @@ export class Hub {
       this.detach(s, CloseCode.VERSION, 'unsupported protocol version');
       return;
     }
-    clearTimeout(s.helloTimer);
     s.send({
       t: Op.Welcome, v: PROTOCOL_VERSION, name: s.name, now: Date.now(),
       limits: {
@@ -338,7 +348,7 @@ export class Hub {
     const r = this.online.get(toKey);
     if (r && (r.phase === 'live' || (r.phase === 'draining' && (r.settling || !this.storeUp)))) {
       if (r.phase === 'live' || !this.storeUp) this.deliver(r, msg);
-      else r.held.push(msg);
+      else (r.held ??= []).push(msg);
       this.remember(dedupKey, 'accepted');
       s.send({ t: Op.Receipt, id: f.id, to: r.name, state: Delivery.Accepted });
       return;
@@ -396,7 +406,7 @@ export class Hub {
   }
 
   private follow(s: Session, f: FollowFrame): void {
-    for (const key of s.follows) this.followers.get(key)?.delete(s);
+    for (const key of s.follows ?? []) this.followers.get(key)?.delete(s);
     s.follows = new Set();
     for (const raw of f.names) {
       const name = normalizeName(raw);
@@ -449,9 +459,9 @@ export class Hub {
           s.phase = 'live';
           s.settling = false;
           s.conn.cork(() => {
-            for (const m of s.held.splice(0)) this.deliver(s, m);
+            for (const m of s.held?.splice(0) ?? []) this.deliver(s, m);
           });
-          s.log.debug({}, 'queue drained; live');
+          this.log.debug({ conn: s.conn.id, user: s.name }, 'queue drained; live');
           return;
         }
         const done = new Promise<void>((resolve) => (s.batchDone = resolve));
@@ -477,7 +487,7 @@ export class Hub {
 
   /** Writes what was in flight to a departed session back to its queue, in the order it was sent. */
   private requeue(s: Session): void {
-    const live = [...[...s.inflight.values()].filter((m) => m.seq === undefined), ...s.held.splice(0)];
+    const live = [...[...s.inflight.values()].filter((m) => m.seq === undefined), ...(s.held?.splice(0) ?? [])];
     s.inflight.clear();
     if (live.length === 0) return;
     void this.queueLock.run(s.key, async () => {
@@ -559,10 +569,10 @@ export class Hub {
 
   private release(s: Session, abort: AbortReasonName): void {
     s.phase = 'closed';
-    clearTimeout(s.helloTimer);
+    this.accounts.rememberSession(s.tokenHash, s.key, s.expires);
     s.batchDone?.();
     this.streams.sessionGone(s, abort);
-    for (const key of s.follows) this.followers.get(key)?.delete(s);
+    for (const key of s.follows ?? []) this.followers.get(key)?.delete(s);
     this.requeue(s);
     if (this.online.get(s.key) === s) {
       this.online.delete(s.key);
@@ -589,13 +599,26 @@ export class Hub {
     }
   }
 
+  /** Closes sessions that never said hello, expired, or went quiet. One timer for all sessions. */
   private sweep(): void {
     const now = Date.now();
     const cutoff = now - this.opts.idleTimeoutMs;
+    const helloCutoff = now - this.opts.helloTimeoutMs;
     for (const s of [...this.online.values()]) {
-      if (s.expires <= now) this.detach(s, CloseCode.SESSION_ENDED, 'session expired');
+      if (s.phase === 'hello' && s.openedAt < helloCutoff) {
+        s.error({ code: 'VERSION_UNSUPPORTED', message: 'no hello received in time' });
+        this.detach(s, CloseCode.VERSION, 'no hello');
+      } else if (s.expires <= now) this.detach(s, CloseCode.SESSION_ENDED, 'session expired');
       else if (s.lastSeen < cutoff) this.detach(s, CloseCode.IDLE, 'idle');
     }
+  }
+
+  private takeToken(s: Session, now: number): boolean {
+    s.tokens = Math.min(this.opts.frameBurst, s.tokens + ((now - s.tokensAt) * this.opts.frameRate) / 1000);
+    s.tokensAt = now;
+    if (s.tokens < 1) return false;
+    s.tokens -= 1;
+    return true;
   }
 
   private badFrame(s: Session, err: unknown): void {

@@ -27,23 +27,39 @@ function redact(fields: LogFields): LogFields {
   return out ?? fields;
 }
 
+/**
+ * One small object per logger: children share the methods through the prototype, so a child per connection
+ * costs a few fields, not a set of closures (tens of thousands of connections each hold one).
+ */
+class JsonLogger implements Logger {
+  constructor(
+    private readonly min: number,
+    private readonly level: LogLevel,
+    private readonly write: (line: string) => void,
+    private readonly base: LogFields,
+  ) {}
+
+  private emit(lvl: Exclude<LogLevel, 'silent'>, fields: LogFields, msg: string): void {
+    if (RANK[lvl] < this.min) return;
+    this.write(JSON.stringify({ level: lvl, time: new Date().toISOString(), msg, ...this.base, ...redact(fields) }));
+  }
+
+  debug(fields: LogFields, msg: string): void { this.emit('debug', fields, msg); }
+  info(fields: LogFields, msg: string): void { this.emit('info', fields, msg); }
+  warn(fields: LogFields, msg: string): void { this.emit('warn', fields, msg); }
+  error(fields: LogFields, msg: string): void { this.emit('error', fields, msg); }
+
+  child(fields: LogFields): Logger {
+    return new JsonLogger(this.min, this.level, this.write, { ...this.base, ...redact(fields) });
+  }
+}
+
 export function createLogger(
   level: LogLevel = 'info',
   write: (line: string) => void = (line) => process.stdout.write(line + '\n'),
   base: LogFields = {},
 ): Logger {
-  const min = RANK[level];
-  const emit = (lvl: Exclude<LogLevel, 'silent'>, fields: LogFields, msg: string): void => {
-    if (RANK[lvl] < min) return;
-    write(JSON.stringify({ level: lvl, time: new Date().toISOString(), msg, ...base, ...redact(fields) }));
-  };
-  return {
-    debug: (f, m) => emit('debug', f, m),
-    info: (f, m) => emit('info', f, m),
-    warn: (f, m) => emit('warn', f, m),
-    error: (f, m) => emit('error', f, m),
-    child: (fields) => createLogger(level, write, { ...base, ...redact(fields) }),
-  };
+  return new JsonLogger(RANK[level], level, write, base);
 }
 
 /** A logger that drops everything, for unit tests that do not look at logs. */

@@ -30,14 +30,19 @@ export function assertNativeUws(): void {
   }
 }
 
-interface UserData {
-  auth: Auth;
-  address: string;
-  session?: Session;
-  conn?: UwsConn;
-}
-
 let nextConnId = 1;
+
+/**
+ * The socket's typed user data. A plain object on purpose: uWS copies the own properties of what `upgrade`
+ * is given into a fresh object, so a class's methods would be lost.
+ */
+interface UserData {
+  /** Set by the upgrade, handed to the hub at open, then dropped. */
+  auth: Auth | undefined;
+  address: string;
+  conn: UwsConn | undefined;
+  session: Session | undefined;
+}
 
 class UwsConn implements Conn {
   readonly id = nextConnId++;
@@ -268,7 +273,7 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
         (auth) => {
           if (aborted) return;
           if (!auth) return refuse('401 Unauthorized', 'UNAUTHORIZED', 'session unknown or expired; sign in again');
-          res.cork(() => res.upgrade<UserData>({ auth, address }, key, protocol, extensions, context));
+          res.cork(() => res.upgrade<UserData>({ auth, address, conn: undefined, session: undefined }, key, protocol, extensions, context));
         },
         (err: unknown) => {
           if (aborted) return;
@@ -282,7 +287,8 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
       sockets++;
       const data = ws.getUserData();
       data.conn = new UwsConn(ws, data.address);
-      data.session = hub.open(data.conn, data.auth);
+      data.session = hub.open(data.conn, data.auth!);
+      data.auth = undefined;
     },
     message: (ws, message, isBinary) => {
       const { session } = ws.getUserData();
