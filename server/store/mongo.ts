@@ -265,16 +265,54 @@ export class MongoStore implements Store {
     if (client !== null) await client.close();
   }
 
+  /**
+   * Liveness probe, also the store's recovery path. After an outage the driver normally reconnects by itself;
+   * but under heavy load we have seen its topology stay wedged (every selection timing out) while a fresh
+   * client connected at once. So when pings have failed for `rebuildAfterMs`, the client is replaced.
+   */
   async ping(): Promise<boolean> {
     const db = this.db;
     if (db === null) return false;
     try {
       await db.command({ ping: 1 });
+      this.failingSince = null;
       return true;
     } catch (error) {
       if (!isUnavailable(error)) this.log.warn({ err: messageOf(error) }, 'store ping failed');
+      const now = Date.now();
+      this.failingSince ??= now;
+      if (now - this.failingSince >= MongoStore.rebuildAfterMs && now - this.lastRebuild >= MongoStore.rebuildAfterMs) {
+        this.lastRebuild = now;
+        return this.rebuildClient();
+      }
       return false;
     }
+  }
+
+  /** How long pings must fail before the driver client is replaced. */
+  static rebuildAfterMs = 10_000;
+  private failingSince: number | null = null;
+  private lastRebuild = 0;
+
+  /** Swaps in a freshly connected client; the old one is closed in the background. True when it connected. */
+  private async rebuildClient(): Promise<boolean> {
+    const old = this.client;
+    if (old === null || this.opening !== null) return false;
+    this.client = null;
+    this.db = null;
+    try {
+      await this.open();
+    } catch (error) {
+      // Keep using the old client: its own reconnection may still come through.
+      this.client ??= old;
+      this.db ??= old.db(this.dbName);
+      this.log.warn({ err: messageOf(error) }, 'store client rebuild failed; will retry');
+      return false;
+    }
+    void old.close().catch(() => undefined);
+    this.failingSince = null;
+    this.log.info({ store: this.kind }, 'store client rebuilt after a long outage');
+    return true;
   }
 
   // --- accounts ---------------------------------------------------------------------------------------
