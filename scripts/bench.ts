@@ -8,7 +8,7 @@
  *          sizes (to show it does not depend on the file size), vs the bare uWS relay forwarding the same chunks.
  *   store  enqueue and drain rates of each Store adapter.
  *
- * Options: --only text,idle,relay,store  --pairs 50  --seconds 5  --idle 10000  --relay-mib 512
+ * Options: --only text,idle,relay,store  --pairs 50  --seconds 5  --window 16  --idle 10000  --relay-mib 512
  * Every server runs as its own process (children of this one) so CPU and memory are its own.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -30,6 +30,7 @@ const pairs = Number(args.get('pairs') ?? 50);
 const seconds = Number(args.get('seconds') ?? 5);
 const idleCount = Number(args.get('idle') ?? 10_000);
 const relayMib = Number(args.get('relay-mib') ?? 512);
+const window = Number(args.get('window') ?? 16);
 
 const dirs: string[] = [];
 const children: Child[] = [];
@@ -54,6 +55,7 @@ async function parley(users: number, env: Record<string, string> = {}): Promise<
   await Promise.all(writes);
   await store.close();
   const child = await startChild('server/main.ts', {
+    ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
     PORT: '0', DATA_DIR: dir, LOG_LEVEL: 'info', IDLE_TIMEOUT_SEC: '3600',
     // The benchmark's clients send far faster than a person; the per-connection flood limit would stop them.
     FRAME_RATE: '10000000', FRAME_BURST: '10000000', ...env,
@@ -80,14 +82,14 @@ async function textSection(): Promise<void> {
     ['Parley', () => parley(pairs * 2)],
   ] as const) {
     const t = await make();
-    const r = await runText(t, pairs, seconds);
+    const r = await runText(t, pairs, seconds, window);
     await stopChild(t.child);
     results[label] = r.msgsPerSec;
     rows.push([label, fixed(r.msgsPerSec), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), `${fixed(r.serverCpu * 100)}%`, `${fixed(r.generatorCpu * 100)}%`]);
   }
   const base = results['bare uWS relay']!;
   for (const row of rows) row.push((results[row[0] as string]! / base).toFixed(2) + 'x');
-  table(`text: ${pairs} pairs, ${pairs * 2} connections, window 64 per sender, ${seconds} s (Parley with receipts and acks)`,
+  table(`text: ${pairs} pairs, ${pairs * 2} connections, ${window} messages in flight per sender, ${seconds} s (Parley with receipts and acks)`,
     ['server', 'delivered msg/s', 'p50 ms', 'p99 ms', 'server CPU', 'generator CPU', 'vs bare uWS'], rows);
   process.stdout.write('  target: Parley >= 0.70x the bare uWS relay\n');
 }
