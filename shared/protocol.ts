@@ -130,7 +130,14 @@ export interface WelcomeFrame {
     streamWindowBytes: number;
   };
 }
-export interface ReceiptFrame { t: typeof Op.Receipt; id: string; to: string; state: Delivery }
+/**
+ * Delivery states of the sender's messages, batched: one frame per event-loop turn carries every change since
+ * the last one, each message at most once with its latest state (an `accepted` overtaken by `delivered` within
+ * the turn is not sent).
+ */
+export interface ReceiptFrame { t: typeof Op.Receipt; items: ReceiptItem[] }
+/** `[message id, recipient name, state]`. */
+export type ReceiptItem = [id: string, to: string, state: Delivery];
 export interface MessageFrame {
   t: typeof Op.Message;
   /** Delivery tag: acknowledge with `ack`. Unique within this connection. */

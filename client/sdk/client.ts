@@ -264,9 +264,11 @@ export class ParleyClient extends Emitter<ClientEvents> {
         break;
       }
       case Op.Receipt:
-        // `accepted` keeps the message in the outbox: if the server dies before delivery it is resent.
-        if (f.state !== Delivery.Accepted) this.outbox.delete(f.id);
-        this.emit('receipt', { id: f.id, to: f.to, state: f.state });
+        for (const [id, to, state] of f.items) {
+          // `accepted` keeps the message in the outbox: if the server dies before delivery it is resent.
+          if (state !== Delivery.Accepted) this.outbox.delete(id);
+          this.emit('receipt', { id, to, state });
+        }
         break;
       case Op.Presence:
         this.emit('presence', { name: f.name, online: f.online });

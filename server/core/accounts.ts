@@ -13,6 +13,7 @@ import { AppError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { hashPassword, verifyPassword, type ScryptParams } from './passwords.ts';
 import { KeyedMutex } from './mutex.ts';
+import { RecentMap } from './recent.ts';
 import { KeyedLimiter } from './ratelimit.ts';
 import { StoreUnavailableError, type SessionRecord, type Store } from './store.ts';
 
@@ -57,7 +58,7 @@ export class Accounts {
   /** Display names of accounts known to exist, by key: spares the store a read per message. */
   private readonly known = new Map<string, string>();
   /** Sessions recently validated against the store, by token hash, oldest first (outage fallback). */
-  private readonly sessions = new Map<string, SessionRecord>();
+  private readonly sessions = new RecentMap<string, SessionRecord>(100_000);
   /** The current session per name key, as decided by the last completed sign-in in this process. */
   private readonly current = new Map<string, string>();
   /** Called after a sign-in replaced older sessions: the hub closes their sockets. */
@@ -185,9 +186,7 @@ export class Accounts {
    * live socket are not kept here: their socket's state has what is needed, and idle connections stay small.
    */
   rememberSession(tokenHash: string, key: string, expires: number): void {
-    this.sessions.delete(tokenHash);
     this.sessions.set(tokenHash, { tokenHash, key, created: 0, expires });
-    if (this.sessions.size > 100_000) this.sessions.delete(this.sessions.keys().next().value!);
   }
 
   /** A session's socket opened: it no longer needs the outage cache. */

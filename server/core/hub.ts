@@ -22,11 +22,12 @@ import { decodeClientFrame, encodeFrame, ProtocolError, type ChunkFrame } from '
 import { nameKey, normalizeName } from '../../shared/names.ts';
 import {
   Delivery, Limits, Op, PROTOCOL_VERSION,
-  type AckFrame, type ClientFrame, type FollowFrame, type HelloFrame, type PingFrame, type SendFrame,
+  type AckFrame, type ClientFrame, type FollowFrame, type HelloFrame, type PingFrame, type ReceiptItem, type SendFrame,
   type ServerFrame,
 } from '../../shared/protocol.ts';
 import { storeCall, type Accounts, type Auth } from './accounts.ts';
 import { KeyedMutex } from './mutex.ts';
+import { RecentMap } from './recent.ts';
 import type { Conn } from './conn.ts';
 import { AppError } from './errors.ts';
 import type { Logger } from './logger.ts';
@@ -99,6 +100,8 @@ export class Session {
   held: Inflight[] | undefined;
   batchLeft = 0;
   batchDone: (() => void) | undefined;
+  /** Receipts waiting for the end of this event-loop turn, by message id (see Hub.receipt). */
+  receipts: Map<string, ReceiptItem> | undefined;
   private childLog: Logger | undefined;
 
   constructor(
@@ -140,13 +143,15 @@ export class Hub {
   /** The live session of each name key. At most one, by construction of `open`. */
   private readonly online = new Map<string, Session>();
   private readonly followers = new Map<string, Set<Session>>();
-  /** Recent live deliveries by `fromKey \n id`, oldest first, bounded by `dedupEntries`. */
-  private readonly recent = new Map<string, 'accepted' | 'delivered'>();
+  /** Recent live deliveries by `fromKey \n id`, bounded by `dedupEntries`. */
+  private readonly recent: RecentMap<string, 'accepted' | 'delivered'>;
   /** Serialises every store write to one recipient's queue (and the drain's emptiness check). */
   private readonly queueLock = new KeyedMutex();
   /** Accepted messages that could not be written back to the queue while the store was down. */
   private readonly pendingRequeue: Array<{ to: string; msg: Inflight }> = [];
   private readonly keyCache = new Map<string, string | null>();
+  /** Sessions with receipts waiting for the end of this event-loop turn. */
+  private readonly receiptsDue: Session[] = [];
   private storeUp = true;
   private recovering: ReturnType<typeof setTimeout> | undefined;
   private readonly sweeper: ReturnType<typeof setInterval>;
@@ -159,6 +164,7 @@ export class Hub {
     private readonly opts: HubOptions,
     private readonly log: Logger,
   ) {
+    this.recent = new RecentMap(opts.dedupEntries);
     accounts.onTakeover = (key, current) => this.takeover(key, current);
     accounts.onSignOut = (key, tokenHash) => {
       const s = this.online.get(key);
@@ -320,6 +326,36 @@ export class Hub {
     void this.runDrain(s);
   }
 
+  /**
+   * Records a delivery state for the sender's session; all of a turn's receipts leave in one frame per session
+   * (see `ReceiptFrame`). A later state of the same message replaces an earlier one not yet sent.
+   */
+  private receipt(s: Session | undefined, id: string, to: string, state: Delivery): void {
+    if (!s || s.phase === 'closed') return;
+    if (!s.receipts) {
+      s.receipts = new Map();
+      this.receiptsDue.push(s);
+      if (this.receiptsDue.length === 1) setImmediate(this.flushReceipts);
+    }
+    const prev = s.receipts.get(id);
+    if (prev) {
+      prev[1] = to;
+      prev[2] = state;
+    } else s.receipts.set(id, [id, to, state]);
+  }
+
+  private readonly flushReceipts = (): void => {
+    const due = this.receiptsDue.splice(0);
+    for (const s of due) {
+      const items = [...s.receipts!.values()];
+      s.receipts = undefined;
+      if (s.phase === 'closed') continue;
+      s.conn.cork(() => {
+        for (let i = 0; i < items.length; i += 1000) s.send({ t: Op.Receipt, items: items.slice(i, i + 1000) });
+      });
+    }
+  };
+
   /** Name key for a name as typed, or null when it is not a valid name. Cached: it runs for every message. */
   private keyOf(raw: string): string | null {
     let key = this.keyCache.get(raw);
@@ -341,7 +377,7 @@ export class Hub {
     const dedupKey = `${s.key}\n${f.id}`;
     const seen = this.recent.get(dedupKey);
     if (seen) {
-      s.send({ t: Op.Receipt, id: f.id, to: f.to, state: seen === 'accepted' ? Delivery.Accepted : Delivery.Delivered });
+      this.receipt(s, f.id, f.to, seen === 'accepted' ? Delivery.Accepted : Delivery.Delivered);
       return;
     }
     const msg: Inflight = { fromKey: s.key, from: s.name, id: f.id, text: f.text, ts: Date.now() };
@@ -350,7 +386,7 @@ export class Hub {
       if (r.phase === 'live' || !this.storeUp) this.deliver(r, msg);
       else (r.held ??= []).push(msg);
       this.remember(dedupKey, 'accepted');
-      s.send({ t: Op.Receipt, id: f.id, to: r.name, state: Delivery.Accepted });
+      this.receipt(s, f.id, r.name, Delivery.Accepted);
       return;
     }
     void this.queueFromSender(s, toKey, msg);
@@ -363,7 +399,7 @@ export class Hub {
       if (!this.storeUp) throw new AppError('STORE_UNAVAILABLE', 'the message store is unavailable; try again shortly', msg.id);
       const result = await this.enqueue(toKey, msg, this.opts.queueCap);
       if (result === 'full') throw new AppError('QUEUE_FULL', `${toName}'s queue is full; try again later`, msg.id);
-      s.send({ t: Op.Receipt, id: msg.id, to: toName, state: Delivery.Queued });
+      this.receipt(s, msg.id, toName, Delivery.Queued);
     } catch (err) {
       if (err instanceof AppError && err.code === 'STORE_UNAVAILABLE') this.storeDown();
       this.handlerError(s, err, msg.id);
@@ -395,7 +431,7 @@ export class Hub {
         if (--s.batchLeft === 0) s.batchDone?.();
       }
       this.remember(`${m.fromKey}\n${m.id}`, 'delivered');
-      this.online.get(m.fromKey)?.send({ t: Op.Receipt, id: m.id, to: s.name, state: Delivery.Delivered });
+      this.receipt(this.online.get(m.fromKey), m.id, s.name, Delivery.Delivered);
     }
     if (seqs.length > 0) {
       // If this delete is lost the messages come again next sign-in; the client de-duplicates them.
@@ -496,7 +532,7 @@ export class Hub {
           // Accepted messages are never refused for the cap: the sender was already told `accepted`.
           await storeCall(() => this.store.enqueue({ to: s.key, from: m.from, fromKey: m.fromKey, id: m.id, text: m.text, ts: m.ts }, Number.MAX_SAFE_INTEGER));
           this.recent.delete(`${m.fromKey}\n${m.id}`);
-          this.online.get(m.fromKey)?.send({ t: Op.Receipt, id: m.id, to: s.name, state: Delivery.Queued });
+          this.receipt(this.online.get(m.fromKey), m.id, s.name, Delivery.Queued);
         } catch (err) {
           for (const rest of live.slice(i)) this.pendingRequeue.push({ to: s.key, msg: rest });
           this.storeDown();
@@ -539,7 +575,7 @@ export class Hub {
         this.recent.delete(`${msg.fromKey}\n${msg.id}`);
         const r = this.online.get(to);
         if (r) r.dirty = true;
-        this.online.get(msg.fromKey)?.send({ t: Op.Receipt, id: msg.id, to: r?.name ?? to, state: Delivery.Queued });
+        this.receipt(this.online.get(msg.fromKey), msg.id, r?.name ?? to, Delivery.Queued);
       } catch {
         this.pendingRequeue.unshift(...items.slice(i));
         this.storeDown();
@@ -591,12 +627,7 @@ export class Hub {
   }
 
   private remember(dedupKey: string, state: 'accepted' | 'delivered'): void {
-    this.recent.delete(dedupKey);
     this.recent.set(dedupKey, state);
-    if (this.recent.size > this.opts.dedupEntries) {
-      const oldest = this.recent.keys().next().value;
-      if (oldest !== undefined) this.recent.delete(oldest);
-    }
   }
 
   /** Closes sessions that never said hello, expired, or went quiet. One timer for all sessions. */

@@ -1,3 +1,5 @@
+import { RecentMap } from './recent.ts';
+
 /** Token buckets: `take()` is true while the caller is within `ratePerSec` with bursts up to `burst`. */
 export class TokenBucket {
   private tokens: number;
@@ -28,13 +30,15 @@ export class TokenBucket {
 }
 
 /**
- * Buckets per key (name, address) with a bounded number of keys: the oldest keys are forgotten first, so a
- * flood of distinct keys cannot grow memory without limit.
+ * Buckets per key (name, address) with a bounded number of keys: the least recently created are forgotten
+ * first, so a flood of distinct keys cannot grow memory without limit.
  */
 export class KeyedLimiter {
-  private readonly buckets = new Map<string, TokenBucket>();
+  private readonly buckets: RecentMap<string, TokenBucket>;
 
-  constructor(private readonly ratePerSec: number, private readonly burst: number, private readonly maxKeys = 100_000) {}
+  constructor(private readonly ratePerSec: number, private readonly burst: number, maxKeys = 100_000) {
+    this.buckets = new RecentMap(maxKeys);
+  }
 
   /** True when `key` has budget left; consumes nothing and creates no bucket. */
   peek(key: string, now = Date.now()): boolean {
@@ -44,10 +48,6 @@ export class KeyedLimiter {
   take(key: string, now = Date.now()): boolean {
     let b = this.buckets.get(key);
     if (!b) {
-      if (this.buckets.size >= this.maxKeys) {
-        const oldest = this.buckets.keys().next().value;
-        if (oldest !== undefined) this.buckets.delete(oldest);
-      }
       b = new TokenBucket(this.ratePerSec, this.burst, now);
       this.buckets.set(key, b);
     }

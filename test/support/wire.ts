@@ -6,6 +6,10 @@ import type WebSocket from 'ws';
 import { decodeServerFrame, encodeFrame, type ChunkFrame } from '../../shared/codec.ts';
 import { Op, PROTOCOL_VERSION, type ClientFrame, type ServerFrame } from '../../shared/protocol.ts';
 
+/** One message's receipt as tests see it (the wire batches them, see ReceiptFrame). */
+export interface FlatReceipt { t: typeof Op.Receipt; id: string; to: string; state: string }
+type Frame<T> = T extends typeof Op.Receipt ? FlatReceipt : Extract<ServerFrame, { t: T }>;
+
 export interface Wire {
   ws: WebSocket;
   frames: Array<ServerFrame | ChunkFrame>;
@@ -15,7 +19,7 @@ export interface Wire {
   opened: Promise<void>;
   send(frame: ClientFrame | Record<string, unknown>): void;
   /** Next frame (already received or future) matching `pred`. */
-  next<T extends ServerFrame['t']>(t: T, pred?: (f: Extract<ServerFrame, { t: T }>) => boolean): Promise<Extract<ServerFrame, { t: T }>>;
+  next<T extends ServerFrame['t']>(t: T, pred?: (f: Frame<T>) => boolean): Promise<Frame<T>>;
 }
 
 export function wire(ws: WebSocket): Wire {
@@ -23,13 +27,19 @@ export function wire(ws: WebSocket): Wire {
   const waiters: Array<{ t: number; pred: (f: never) => boolean; resolve: (f: never) => void }> = [];
   ws.binaryType = 'nodebuffer';
   ws.on('message', (data: Buffer) => {
-    const f = decodeServerFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    if (f.t === 'chunk') f.bytes = f.bytes.slice();
-    frames.push(f);
-    for (const w of [...waiters]) {
-      if (f.t === w.t && w.pred(f as never)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(f as never);
+    const decoded = decodeServerFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    if (decoded.t === 'chunk') decoded.bytes = decoded.bytes.slice();
+    // Batched receipts are recorded one per message, so tests can wait for a message's state directly.
+    const list: Array<ServerFrame | ChunkFrame | FlatReceipt> = decoded.t === Op.Receipt
+      ? decoded.items.map(([id, to, state]) => ({ t: Op.Receipt, id, to, state }))
+      : [decoded];
+    for (const f of list) {
+      frames.push(f as ServerFrame);
+      for (const w of [...waiters]) {
+        if (f.t === w.t && w.pred(f as never)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(f as never);
+        }
       }
     }
   });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/config.ts';
 import { KeyedLimiter, TokenBucket } from '../../server/core/ratelimit.ts';
+import { RecentMap } from '../../server/core/recent.ts';
 import { hashPassword, verifyPassword } from '../../server/core/passwords.ts';
 import { nameKey, normalizeName } from '../../shared/names.ts';
 
@@ -50,12 +51,22 @@ describe('rate limits', () => {
   });
 
   it('keyed limiters forget the oldest keys beyond their bound', () => {
-    const l = new KeyedLimiter(1, 1, 2);
+    const l = new KeyedLimiter(1, 1, 4);
     expect(l.take('a', 0)).toBe(true);
     expect(l.take('a', 0)).toBe(false);
-    l.take('b', 0);
-    l.take('c', 0); // evicts a
+    for (const k of ['b', 'c', 'd', 'e']) l.take(k, 0); // two generations of two: a is gone
     expect(l.peek('a', 0)).toBe(true);
+    expect(l.peek('e', 0)).toBe(false);
+  });
+
+  it('RecentMap keeps between half and all of its capacity, most recent first', () => {
+    const m = new RecentMap<number, number>(1000);
+    for (let i = 0; i < 100_000; i++) m.set(i, i);
+    expect(m.get(99_999)).toBe(99_999);
+    expect(m.get(99_500)).toBe(99_500);
+    expect(m.get(98_000)).toBeUndefined();
+    m.delete(99_999);
+    expect(m.get(99_999)).toBeUndefined();
   });
 });
 
