@@ -11,6 +11,11 @@ export interface Conn {
    * transport, and the close path requeues whatever was in flight to it.
    */
   send(bytes: Uint8Array): void;
+  /**
+   * Sends bytes that are only valid during this call (a relayed chunk, still in uWS's receive buffer) now,
+   * after anything `send` queued before, so order is kept.
+   */
+  forward(bytes: Uint8Array): void;
   /** Closes with a code and a short reason. Idempotent; later sends are ignored. */
   close(code: number, reason: string): void;
   /** Bytes written but not yet taken by the kernel. */

@@ -143,8 +143,8 @@ export class Hub {
   /** The live session of each name key. At most one, by construction of `open`. */
   private readonly online = new Map<string, Session>();
   private readonly followers = new Map<string, Set<Session>>();
-  /** Recent live deliveries by `fromKey \n id`, bounded by `dedupEntries`. */
-  private readonly recent: RecentMap<string, 'accepted' | 'delivered'>;
+  /** Recent live deliveries by message id (see `seen`), bounded by `dedupEntries`. */
+  private readonly recent: RecentMap<string, { fromKey: string; state: 'accepted' | 'delivered' }>;
   /** Serialises every store write to one recipient's queue (and the drain's emptiness check). */
   private readonly queueLock = new KeyedMutex();
   /** Accepted messages that could not be written back to the queue while the store was down. */
@@ -374,8 +374,7 @@ export class Hub {
       s.error({ code: 'UNKNOWN_CONTACT', message: 'no account has that name', ref: f.id });
       return;
     }
-    const dedupKey = `${s.key}\n${f.id}`;
-    const seen = this.recent.get(dedupKey);
+    const seen = this.seen(s.key, f.id);
     if (seen) {
       this.receipt(s, f.id, f.to, seen === 'accepted' ? Delivery.Accepted : Delivery.Delivered);
       return;
@@ -385,7 +384,7 @@ export class Hub {
     if (r && (r.phase === 'live' || (r.phase === 'draining' && (r.settling || !this.storeUp)))) {
       if (r.phase === 'live' || !this.storeUp) this.deliver(r, msg);
       else (r.held ??= []).push(msg);
-      this.remember(dedupKey, 'accepted');
+      this.remember(s.key, f.id, 'accepted');
       this.receipt(s, f.id, r.name, Delivery.Accepted);
       return;
     }
@@ -430,7 +429,7 @@ export class Hub {
         seqs.push(m.seq);
         if (--s.batchLeft === 0) s.batchDone?.();
       }
-      this.remember(`${m.fromKey}\n${m.id}`, 'delivered');
+      this.remember(m.fromKey, m.id, 'delivered');
       this.receipt(this.online.get(m.fromKey), m.id, s.name, Delivery.Delivered);
     }
     if (seqs.length > 0) {
@@ -531,7 +530,7 @@ export class Hub {
         try {
           // Accepted messages are never refused for the cap: the sender was already told `accepted`.
           await storeCall(() => this.store.enqueue({ to: s.key, from: m.from, fromKey: m.fromKey, id: m.id, text: m.text, ts: m.ts }, Number.MAX_SAFE_INTEGER));
-          this.recent.delete(`${m.fromKey}\n${m.id}`);
+          this.forget(m.fromKey, m.id);
           this.receipt(this.online.get(m.fromKey), m.id, s.name, Delivery.Queued);
         } catch (err) {
           for (const rest of live.slice(i)) this.pendingRequeue.push({ to: s.key, msg: rest });
@@ -572,7 +571,7 @@ export class Hub {
     for (const [i, { to, msg }] of items.entries()) {
       try {
         await this.queueLock.run(to, () => storeCall(() => this.store.enqueue({ to, from: msg.from, fromKey: msg.fromKey, id: msg.id, text: msg.text, ts: msg.ts }, Number.MAX_SAFE_INTEGER)));
-        this.recent.delete(`${msg.fromKey}\n${msg.id}`);
+        this.forget(msg.fromKey, msg.id);
         const r = this.online.get(to);
         if (r) r.dirty = true;
         this.receipt(this.online.get(msg.fromKey), msg.id, r?.name ?? to, Delivery.Queued);
@@ -626,8 +625,24 @@ export class Hub {
     for (const f of set) if (f.phase !== 'closed') f.conn.send(bytes);
   }
 
-  private remember(dedupKey: string, state: 'accepted' | 'delivered'): void {
-    this.recent.set(dedupKey, state);
+  /**
+   * De-duplication memory, keyed by message id alone with the sender in the value: ids are 126-bit random
+   * strings made by clients, and hashing the bare id is much cheaper on the hot path than hashing a fresh
+   * `sender + id` string. An id another sender already used is simply not de-duplicated, never confused.
+   */
+  private seen(fromKey: string, id: string): 'accepted' | 'delivered' | undefined {
+    const e = this.recent.get(id);
+    return e !== undefined && e.fromKey === fromKey ? e.state : undefined;
+  }
+
+  private remember(fromKey: string, id: string, state: 'accepted' | 'delivered'): void {
+    const e = this.recent.get(id);
+    if (e !== undefined && e.fromKey === fromKey) e.state = state;
+    else if (e === undefined) this.recent.set(id, { fromKey, state });
+  }
+
+  private forget(fromKey: string, id: string): void {
+    if (this.recent.get(id)?.fromKey === fromKey) this.recent.delete(id);
   }
 
   /** Closes sessions that never said hello, expired, or went quiet. One timer for all sessions. */

@@ -9,7 +9,7 @@
  * Chunks are forwarded as the very bytes that arrived: the header is read, never rewritten.
  */
 import { AbortReason, type AbortReasonName } from '../../shared/codes.ts';
-import type { ChunkFrame } from '../../shared/codec.ts';
+import { encodeFrame, type ChunkFrame } from '../../shared/codec.ts';
 import { nameKey, normalizeName } from '../../shared/names.ts';
 import {
   Op,
@@ -136,7 +136,7 @@ export class StreamRelay {
       return;
     }
     st.sent += length;
-    st.recipient.conn.send(c.bytes);
+    st.recipient.conn.forward(c.bytes);
   }
 
   end(s: Session, f: StreamEndFrame): void {
@@ -178,7 +178,8 @@ export class StreamRelay {
     const allowed = Math.max(0, Math.min(bytes, this.opts.windowBytes - outstanding, st.size - st.granted));
     if (allowed === 0) return;
     st.granted += allowed;
-    st.sender.send({ t: Op.StreamGranted, sid: st.sid, bytes: allowed });
+    // Credit is latency-critical (the sender may be waiting on it): out now, not at the end of the turn.
+    if (st.sender.phase !== 'closed') st.sender.conn.forward(encodeFrame({ t: Op.StreamGranted, sid: st.sid, bytes: allowed }));
   }
 
   private abort(st: Stream, reason: AbortReasonName, message: string): void {

@@ -44,18 +44,53 @@ interface UserData {
   session: Session | undefined;
 }
 
+/** Connections with frames waiting for the end of this event-loop turn. */
+const dirty: UwsConn[] = [];
+
+function flushAll(): void {
+  for (const c of dirty.splice(0)) c.flush();
+}
+
+/**
+ * Frames to a socket are queued and written once per event-loop turn inside one cork: a message fans out from
+ * the sender's handler to the recipient's socket, which uWS does not cork, so writing at once would cost a
+ * syscall per frame.
+ */
 class UwsConn implements Conn {
   readonly id = nextConnId++;
   closed = false;
+  private queued: Uint8Array[] | undefined;
 
   constructor(private readonly ws: uWS.WebSocket<UserData>, readonly address: string) {}
 
   send(bytes: Uint8Array): void {
-    if (!this.closed) this.ws.send(bytes, true);
+    if (this.closed) return;
+    if (this.queued) {
+      this.queued.push(bytes);
+      return;
+    }
+    this.queued = [bytes];
+    if (dirty.push(this) === 1) setImmediate(flushAll);
+  }
+
+  forward(bytes: Uint8Array): void {
+    if (this.closed) return;
+    this.flush();
+    this.ws.send(bytes, true);
+  }
+
+  flush(): void {
+    const frames = this.queued;
+    if (!frames || this.closed) return;
+    this.queued = undefined;
+    this.ws.cork(() => {
+      for (const f of frames) this.ws.send(f, true);
+    });
   }
 
   close(code: number, reason: string): void {
     if (this.closed) return;
+    this.flush(); // a takeover notice or shutdown frame goes out before the close
     this.closed = true;
     this.ws.end(code, reason);
   }
