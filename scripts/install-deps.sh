@@ -3,8 +3,10 @@
 # chromium (browser tests) and ffmpeg (test videos). Idempotent; quick when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then
+  # Not `npm ci`: npm 11 refuses this lockfile's optional per-platform packages (msgpackr-extract's) as "not in
+  # sync" even when freshly generated. `npm install` honours the lockfile's versions all the same.
+  npm install --no-audit --no-fund
 fi
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -30,7 +30,7 @@ export interface WebSocketLike {
 }
 
 export type ConnState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
-export type ClosedReason = 'closed' | 'takeover' | 'session-ended' | 'unauthorized' | 'version' | 'protocol';
+export type ClosedReason = 'closed' | 'takeover' | 'replaced' | 'session-ended' | 'unauthorized' | 'version' | 'protocol';
 
 export interface IncomingMessage { from: string; id: string; text: string; ts: number; queued: boolean }
 export interface OutgoingMessage { id: string; to: string; text: string }
@@ -67,6 +67,12 @@ export interface ClientOptions {
   backoffMaxMs?: number;
   /** Incoming (from, id) pairs remembered for de-duplication. */
   dedupSize?: number;
+  /**
+   * Called for each new incoming message after the `message` event; the message is acknowledged only once the
+   * returned promise resolves (e.g. after the app stored it), so closing the page in between loses nothing:
+   * unacknowledged messages come again at the next connection. If it rejects, the message is not acknowledged.
+   */
+  beforeAck?: (m: IncomingMessage) => Promise<void> | void;
 }
 
 /** Codes after which a message is not resent: the same bytes would be refused again. */
@@ -89,7 +95,7 @@ export class ParleyClient extends Emitter<ClientEvents> {
   private readonly outbox = new Map<string, OutgoingMessage>();
   private readonly seen = new Set<string>();
   private pendingAcks: number[] = [];
-  private readonly opts: Required<Omit<ClientOptions, 'follow' | 'sessionValid'>> & Pick<ClientOptions, 'sessionValid'>;
+  private readonly opts: Required<Omit<ClientOptions, 'follow' | 'sessionValid' | 'beforeAck'>> & Pick<ClientOptions, 'sessionValid' | 'beforeAck'>;
 
   constructor(options: ClientOptions) {
     super();
@@ -98,6 +104,7 @@ export class ParleyClient extends Emitter<ClientEvents> {
       url: options.url,
       connect: options.connect ?? ((url) => new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url)),
       sessionValid: options.sessionValid,
+      beforeAck: options.beforeAck,
       pingIntervalMs: options.pingIntervalMs ?? 20_000,
       backoffBaseMs: options.backoffBaseMs ?? 500,
       backoffMaxMs: options.backoffMaxMs ?? 30_000,
@@ -255,12 +262,24 @@ export class ParleyClient extends Emitter<ClientEvents> {
         this.emit('welcome', f);
         break;
       case Op.Message: {
-        this.ack(f.tag);
         const k = `${f.from}\n${f.id}`;
-        if (this.seen.has(k)) break;
+        if (this.seen.has(k)) {
+          this.ack(f.tag);
+          break;
+        }
         this.seen.add(k);
         if (this.seen.size > this.opts.dedupSize) this.seen.delete(this.seen.values().next().value!);
-        this.emit('message', { from: f.from, id: f.id, text: f.text, ts: f.ts, queued: f.queued === true });
+        const m = { from: f.from, id: f.id, text: f.text, ts: f.ts, queued: f.queued === true };
+        this.emit('message', m);
+        const ws = this.ws;
+        if (!this.opts.beforeAck) this.ack(f.tag);
+        else {
+          Promise.resolve(this.opts.beforeAck(m)).then(
+            // A tag is only valid on the connection that carried it.
+            () => this.ws === ws && this.ack(f.tag),
+            () => this.seen.delete(k), // not kept: let the redelivery through
+          );
+        }
         break;
       }
       case Op.Receipt:
@@ -353,6 +372,9 @@ export class ParleyClient extends Emitter<ClientEvents> {
 function finalReason(code: number): ClosedReason | undefined {
   switch (code) {
     case CloseCode.TAKEOVER: return 'takeover';
+    // Another client of this very session (another tab sharing the cookie) took the connection: reconnecting
+    // would take it back, and the two would swap forever.
+    case CloseCode.REPLACED: return 'replaced';
     case CloseCode.SESSION_ENDED: return 'session-ended';
     case CloseCode.VERSION: return 'version';
     case CloseCode.PROTOCOL: return 'protocol';

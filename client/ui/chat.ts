@@ -45,7 +45,12 @@ export class Chat extends Emitter<ChatEvents> {
   private constructor(readonly me: string, readonly history: History) {
     super();
     this.meKey = nameKey(me);
-    this.client = new ParleyClient({ url: wsUrl(), sessionValid: () => sessionValid({ baseUrl: '' }) });
+    this.client = new ParleyClient({
+      url: wsUrl(),
+      sessionValid: () => sessionValid({ baseUrl: '' }),
+      // Acknowledge only once the message is in IndexedDB: a page closed in between gets it again.
+      beforeAck: (m) => this.incoming(m.from, m.id, m.text, m.ts),
+    });
     this.streams = new Streams(this.client);
     this.tab = new TabClaim(this.meKey, () => this.stepBack());
   }
@@ -76,7 +81,6 @@ export class Chat extends Emitter<ChatEvents> {
         if (to !== 'open') this.forgetPresence();
         this.emit('conn', { state: to, reason });
       }),
-      c.on('message', (m) => void this.incoming(m.from, m.id, m.text, m.ts)),
       c.on('receipt', (r) => void this.setState(this.meKey, r.id, r.state)),
       c.on('failed', (f) => void this.setState(this.meKey, f.id, 'failed', sendErrorText(f.code, f.message, f.to))),
       c.on('presence', (p) => this.onPresence(p.name, p.online)),

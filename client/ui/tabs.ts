@@ -1,9 +1,8 @@
 /**
  * One live tab per account in this browser. Tabs share the session cookie, so a second tab's socket replaces
- * the first one's on the server (close code REPLACED), which the SDK treats like a network change and answers
- * by reconnecting: left alone, two tabs would take the connection from each other forever. Instead a tab
- * that starts announces itself on a BroadcastChannel and the other tabs of the same account step back and
- * offer "Use here".
+ * the first one's on the server (close code REPLACED), after which the SDK stops (reason `replaced`). So that
+ * the older tab says why instead of just going quiet, a tab that starts announces itself on a
+ * BroadcastChannel and the other tabs of the same account step back and offer "Use here".
  */
 export class TabClaim {
   private readonly channel: BroadcastChannel | undefined;

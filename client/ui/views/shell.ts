@@ -76,8 +76,9 @@ export function shellView(chat: Chat, actions: ShellActions): HTMLElement {
       case 'protocol':
         showBanner('error', 'version', 'This page is out of date for the server. Reload to get the new version.', { label: 'Reload', run: () => location.reload() });
         break;
+      case 'replaced': // another client of this same session took the connection (e.g. a tab in another window)
       case 'closed':
-        if (chat.steppedBack) {
+        if (chat.steppedBack || reason === 'replaced') {
           showBanner('warn', 'other-tab', 'Parley is open in another tab of this browser. Only one tab can be connected at a time.', { label: 'Use here', run: actions.useHere });
         }
         break;
