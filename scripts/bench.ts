@@ -22,6 +22,7 @@ import { rssBytes, startChild, stopChild, table, type Child, sleep } from './ben
 import { runText, userName, connect, type Target } from './bench/text.ts';
 import { runRelay } from './bench/relay.ts';
 import { runStore } from './bench/store.ts';
+import { SERVER_NODE_FLAGS } from './server-flags.mjs';
 
 const args = new Map<string, string>();
 for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
@@ -55,7 +56,8 @@ async function parley(users: number, env: Record<string, string> = {}): Promise<
   await Promise.all(writes);
   await store.close();
   const child = await startChild('server/main.ts', {
-    ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
+    // The flags `npm start` runs the server with (scripts/server-flags.mjs); BENCH_NODE_OPTIONS overrides.
+    NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS ?? SERVER_NODE_FLAGS.join(' '),
     PORT: '0', DATA_DIR: dir, LOG_LEVEL: 'info', IDLE_TIMEOUT_SEC: '3600',
     // The benchmark's clients send far faster than a person; the per-connection flood limit would stop them.
     FRAME_RATE: '10000000', FRAME_BURST: '10000000', ...env,

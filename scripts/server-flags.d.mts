@@ -1,0 +1,2 @@
+/** Types for server-flags.mjs. */
+export declare const SERVER_NODE_FLAGS: string[];
