@@ -8,7 +8,7 @@
  *          sizes (to show it does not depend on the file size), vs the bare uWS relay forwarding the same chunks.
  *   store  enqueue and drain rates of each Store adapter.
  *
- * Options: --only text,idle,relay,store  --pairs 50  --seconds 5  --window 16  --idle 10000  --relay-mib 512
+ * Options: --only text,idle,relay,store  --pairs 50  --seconds 5  --window 16  --repeat 3  --idle 10000  --relay-mib 512
  * Every server runs as its own process (children of this one) so CPU and memory are its own.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -32,6 +32,12 @@ const seconds = Number(args.get('seconds') ?? 5);
 const idleCount = Number(args.get('idle') ?? 10_000);
 const relayMib = Number(args.get('relay-mib') ?? 512);
 const window = Number(args.get('window') ?? 16);
+/** Text and relay rows run this many times, interleaved, and report the median: single runs vary by +-20% here. */
+const repeat = Number(args.get('repeat') ?? 3);
+
+function median<T>(runs: T[], by: (r: T) => number): T {
+  return [...runs].sort((a, b) => by(a) - by(b))[Math.floor(runs.length / 2)]!;
+}
 
 const dirs: string[] = [];
 const children: Child[] = [];
@@ -78,21 +84,30 @@ const fixed = (n: number, d = 0) => n.toFixed(d);
 async function textSection(): Promise<void> {
   const rows: Array<Array<string | number>> = [];
   const results: Record<string, number> = {};
-  for (const [label, make] of [
+  const targets = [
     ['bare uWS relay', () => bare('uws')],
     ['bare ws relay', () => bare('ws')],
     ['Parley', () => parley(pairs * 2)],
-  ] as const) {
-    const t = await make();
-    const r = await runText(t, pairs, seconds, window);
-    await stopChild(t.child);
+  ] as const;
+  const runs = new Map<string, Array<Awaited<ReturnType<typeof runText>>>>();
+  for (let i = 0; i < repeat; i++) {
+    for (const [label, make] of targets) {
+      const t = await make();
+      const r = await runText(t, pairs, seconds, window);
+      await stopChild(t.child);
+      runs.set(label, [...(runs.get(label) ?? []), r]);
+    }
+  }
+  for (const [label] of targets) {
+    const all = runs.get(label)!;
+    const r = median(all, (x) => x.msgsPerSec);
     results[label] = r.msgsPerSec;
-    rows.push([label, fixed(r.msgsPerSec), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), `${fixed(r.serverCpu * 100)}%`, `${fixed(r.generatorCpu * 100)}%`]);
+    rows.push([label, `${fixed(r.msgsPerSec)} (${all.map((x) => fixed(x.msgsPerSec / 1000)).join('/')}k)`, fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), `${fixed(r.serverCpu * 100)}%`, `${fixed(r.generatorCpu * 100)}%`]);
   }
   const base = results['bare uWS relay']!;
   for (const row of rows) row.push((results[row[0] as string]! / base).toFixed(2) + 'x');
-  table(`text: ${pairs} pairs, ${pairs * 2} connections, ${window} messages in flight per sender, ${seconds} s (Parley with receipts and acks)`,
-    ['server', 'delivered msg/s', 'p50 ms', 'p99 ms', 'server CPU', 'generator CPU', 'vs bare uWS'], rows);
+  table(`text: ${pairs} pairs, ${pairs * 2} connections, ${window} messages in flight per sender, ${seconds} s, median of ${repeat} interleaved runs (Parley with receipts and acks)`,
+    ['server', 'delivered msg/s (runs)', 'p50 ms', 'p99 ms', 'server CPU', 'generator CPU', 'vs bare uWS'], rows);
   process.stdout.write('  target: Parley >= 0.70x the bare uWS relay\n');
 }
 
@@ -131,16 +146,25 @@ async function relaySection(): Promise<void> {
     ['Parley, 8 streams', () => parley(16), 8, relayMib / 8],
     ['Parley, 1 stream, 4x the file', () => parley(16), 1, relayMib * 4],
   ];
-  for (const [label, make, streams, mibEach] of runs) {
-    const t = await make();
-    const r = await runRelay(t, streams, mibEach * 1024 * 1024);
-    await stopChild(t.child);
+  const results = new Map<string, Array<Awaited<ReturnType<typeof runRelay>>>>();
+  for (let i = 0; i < repeat; i++) {
+    for (const [label, make, streams, mibEach] of runs) {
+      const t = await make();
+      const r = await runRelay(t, streams, mibEach * 1024 * 1024);
+      await stopChild(t.child);
+      results.set(label, [...(results.get(label) ?? []), r]);
+    }
+  }
+  for (const [label, , streams, mibEach] of runs) {
+    const all = results.get(label)!;
+    const r = median(all, (x) => x.mibPerSec);
+    r.peakRss = Math.max(...all.map((x) => x.peakRss));
     rate[label] = r.mibPerSec;
     const base = label.includes('8 streams') ? 'bare uWS relay, 8 streams' : 'bare uWS relay, 1 stream';
-    rows.push([label, fixed(mibEach * streams), fixed(r.mibPerSec), mib(r.rssBefore), mib(r.peakRss), `${fixed(r.serverCpu * 100)}%`, `${fixed(r.generatorCpu * 100)}%`, ((rate[label] ?? 0) / (rate[base] ?? 1)).toFixed(2) + 'x']);
+    rows.push([label, fixed(mibEach * streams), `${fixed(r.mibPerSec)} (${all.map((x) => fixed(x.mibPerSec)).join('/')})`, mib(r.rssBefore), mib(r.peakRss), `${fixed(r.serverCpu * 100)}%`, `${fixed(r.generatorCpu * 100)}%`, ((rate[label] ?? 0) / (rate[base] ?? 1)).toFixed(2) + 'x']);
   }
-  table('relay: 256 KiB chunks, end-to-end credit (4 MiB window), sender and viewer as fast as they go',
-    ['run', 'MiB total', 'MiB/s', 'RSS before MiB', 'peak RSS MiB', 'server CPU', 'generator CPU', 'vs bare uWS'], rows);
+  table(`relay: 256 KiB chunks, end-to-end credit (4 MiB window), sender and viewer as fast as they go, median of ${repeat} interleaved runs (peak RSS: highest)`,
+    ['run', 'MiB total', 'MiB/s (runs)', 'RSS before MiB', 'peak RSS MiB', 'server CPU', 'generator CPU', 'vs bare uWS'], rows);
   process.stdout.write('  target: Parley >= 0.80x the bare uWS relay; peak RSS independent of the file size\n');
 }
 
