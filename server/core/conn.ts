@@ -7,8 +7,9 @@ export interface Conn {
   /** Remote address as text, for logs and rate limits. */
   readonly address: string;
   /**
-   * Sends one binary frame. Never drops silently: a socket over its backpressure limit is closed by the
-   * transport, and the close path requeues whatever was in flight to it.
+   * Sends one binary frame. The transport may hold it until the end of the event-loop turn to write a turn's
+   * frames together; order is kept. Never drops silently: a socket over its backpressure limit is closed by
+   * the transport, and the close path requeues whatever was in flight to it.
    */
   send(bytes: Uint8Array): void;
   /**
@@ -20,6 +21,4 @@ export interface Conn {
   close(code: number, reason: string): void;
   /** Bytes written but not yet taken by the kernel. */
   bufferedAmount(): number;
-  /** Runs `fn` so that the frames it sends leave in as few syscalls as possible. */
-  cork(fn: () => void): void;
 }

@@ -350,9 +350,7 @@ export class Hub {
       const items = [...s.receipts!.values()];
       s.receipts = undefined;
       if (s.phase === 'closed') continue;
-      s.conn.cork(() => {
-        for (let i = 0; i < items.length; i += 1000) s.send({ t: Op.Receipt, items: items.slice(i, i + 1000) });
-      });
+      for (let i = 0; i < items.length; i += 1000) s.send({ t: Op.Receipt, items: items.slice(i, i + 1000) });
     }
   };
 
@@ -493,17 +491,13 @@ export class Hub {
           }
           s.phase = 'live';
           s.settling = false;
-          s.conn.cork(() => {
-            for (const m of s.held?.splice(0) ?? []) this.deliver(s, m);
-          });
+          for (const m of s.held?.splice(0) ?? []) this.deliver(s, m);
           this.log.debug({ conn: s.conn.id, user: s.name }, 'queue drained; live');
           return;
         }
         const done = new Promise<void>((resolve) => (s.batchDone = resolve));
         s.batchLeft = batch.length;
-        s.conn.cork(() => {
-          for (const q of batch) this.deliver(s, { fromKey: q.fromKey, from: q.from, id: q.id, text: q.text, ts: q.ts, seq: q.seq });
-        });
+        for (const q of batch) this.deliver(s, { fromKey: q.fromKey, from: q.from, id: q.id, text: q.text, ts: q.ts, seq: q.seq });
         s.cursor = batch[batch.length - 1]!.seq;
         await done;
       }

@@ -99,10 +99,6 @@ class UwsConn implements Conn {
     return this.closed ? 0 : this.ws.getBufferedAmount();
   }
 
-  cork(fn: () => void): void {
-    if (this.closed) fn();
-    else this.ws.cork(fn);
-  }
 }
 
 export interface Transport {
