@@ -7,7 +7,7 @@ import { Packr, Unpackr } from 'msgpackr';
 import { CHUNK_TAG, readChunkHeader, type ChunkHeader } from './chunk.ts';
 import type { ErrorCodeName } from './codes.ts';
 import {
-  Limits, Op, PROTOCOL_VERSION,
+  Limits, Op,
   type ClientFrame, type ControlFrame, type ServerFrame,
 } from './protocol.ts';
 
@@ -195,4 +195,3 @@ export function decodeServerFrame(bytes: Uint8Array): ServerFrame | ChunkFrame {
   return o as unknown as ServerFrame;
 }
 
-export { PROTOCOL_VERSION };

@@ -19,6 +19,4 @@ export interface Conn {
   forward(bytes: Uint8Array): void;
   /** Closes with a code and a short reason. Idempotent; later sends are ignored. */
   close(code: number, reason: string): void;
-  /** Bytes written but not yet taken by the kernel. */
-  bufferedAmount(): number;
 }

@@ -196,10 +196,6 @@ export class Hub {
     return this.storeUp;
   }
 
-  isOnline(key: string): boolean {
-    return this.online.has(key);
-  }
-
   // ------------------------------------------------------------------------------------------------------
   // Connection lifecycle (called by the transport)
 

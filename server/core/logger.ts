@@ -61,6 +61,3 @@ export function createLogger(
 ): Logger {
   return new JsonLogger(RANK[level], level, write, base);
 }
-
-/** A logger that drops everything, for unit tests that do not look at logs. */
-export const silentLogger: Logger = createLogger('silent');

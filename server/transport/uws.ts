@@ -95,9 +95,6 @@ class UwsConn implements Conn {
     this.ws.end(code, reason);
   }
 
-  bufferedAmount(): number {
-    return this.closed ? 0 : this.ws.getBufferedAmount();
-  }
 
 }
 

@@ -562,3 +562,25 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
     });
   });
 }
+
+/**
+ * The usual factory body: a store made by `make` and opened, `reopen` opening another on the same data, and
+ * `cleanup` closing every store it opened before `dispose` removes the data.
+ */
+export async function reopenableStore<S extends Store>(make: () => S, dispose: () => Promise<void>): Promise<{ store: S; reopen: () => Promise<S>; cleanup: () => Promise<void> }> {
+  const opened: S[] = [];
+  const open = async (): Promise<S> => {
+    const store = make();
+    opened.push(store);
+    await store.open();
+    return store;
+  };
+  return {
+    store: await open(),
+    reopen: open,
+    cleanup: async () => {
+      for (const store of opened) await store.close();
+      await dispose();
+    },
+  };
+}

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StoreUnavailableError, type EnqueueResult } from '../../server/core/store.ts';
 import { EmbeddedStore } from '../../server/store/embedded.ts';
-import { defineStoreContract } from '../contract/store.contract.ts';
+import { defineStoreContract, reopenableStore } from '../contract/store.contract.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CHILD = path.join(ROOT, 'test/support/embedded-enqueue-child.ts');
@@ -24,21 +24,7 @@ async function tempDir(): Promise<string> {
 
 defineStoreContract('embedded', async () => {
   const dir = await tempDir();
-  const opened: EmbeddedStore[] = [];
-  const openStore = async (): Promise<EmbeddedStore> => {
-    const store = new EmbeddedStore({ dir });
-    opened.push(store);
-    await store.open();
-    return store;
-  };
-  return {
-    store: await openStore(),
-    reopen: openStore,
-    cleanup: async () => {
-      for (const store of opened) await store.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  return reopenableStore(() => new EmbeddedStore({ dir }), () => rm(dir, { recursive: true, force: true }));
 });
 
 describe('EmbeddedStore', () => {

@@ -15,7 +15,7 @@ import { MongoClient } from 'mongodb';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { StoreUnavailableError, type EnqueueResult, type NewQueuedMessage } from '../../server/core/store.ts';
 import { MongoStore, type MongoStoreLogger, type MongoStoreOptions } from '../../server/store/mongo.ts';
-import { defineStoreContract } from '../contract/store.contract.ts';
+import { defineStoreContract, reopenableStore } from '../contract/store.contract.ts';
 import { startMongoStandin, type MongoStandin } from '../support/mongo-standin.ts';
 
 const REAL_URI = process.env.MONGODB_URI;
@@ -61,21 +61,10 @@ afterAll(async () => {
 defineStoreContract('mongodb', async () => {
   const { uri } = await target();
   const dbName = freshDbName();
-  const opened: MongoStore[] = [];
-  const openStore = async (): Promise<MongoStore> => {
-    const store = new MongoStore({ uri, dbName, retentionMs: CENTURY_MS });
-    opened.push(store);
-    await store.open();
-    return store;
-  };
-  return {
-    store: await openStore(),
-    reopen: openStore,
-    cleanup: async () => {
-      for (const store of opened) await store.close();
-      await (await admin()).db(dbName).dropDatabase();
-    },
-  };
+  return reopenableStore(
+    () => new MongoStore({ uri, dbName, retentionMs: CENTURY_MS }),
+    async () => void (await (await admin()).db(dbName).dropDatabase()),
+  );
 });
 
 /** Records what a store logged, and lets a test wait for a message without sleeping. */
