@@ -23,6 +23,11 @@ export interface SessionRecord {
   tokenHash: string;
   /** Name key of the account. */
   key: string;
+  /**
+   * Display name of the account, so authenticating a socket needs no account read. Absent in sessions
+   * written before it was added; readers then look the account up.
+   */
+  name?: string;
   created: number;
   /** ms since epoch after which the session is invalid. */
   expires: number;

@@ -1,29 +1,48 @@
 /**
  * The embedded durable Store: LMDB (through lmdb-js) in a directory on local disk, used when no MongoDB is
- * configured. One LMDB environment holds several named sub-databases:
+ * configured. Two LMDB environments, each a `data.mdb` + `lock.mdb` pair:
+ *
+ * `<dir>/` holds accounts and the offline queue:
  *
  *   accounts          name key -> Account
- *   sessions          token hash -> SessionRecord
- *   sessionsByKey     name key -> token hash (dupSort: one entry per session of that name)
- *   sessionsByExpiry  [expires, token hash] -> null
  *   queue             [to, seq] -> the message without `to` and `seq` (those are the key)
  *   queueById         [fromKey, id] -> { to, seq }: the global (sender, id) uniqueness index
  *   queueByTime       [ts, to, seq] -> null: lets retention purge without scanning every queue
  *   recipients        to -> { last, count }: the last seq handed out and the queue length
  *
- * Every write that must be atomic runs as one lmdb-js transaction callback. LMDB has a single writer across
- * threads *and* processes, so the read-check-write inside a callback (dedup, cap, seq) is atomic even when
- * several Parley processes share the directory. The index databases are only written in the same callbacks
- * as the records they point at, so they never disagree with them.
+ * `<dir>/sessions/` holds the sessions, and nothing else:
  *
- * Keys use lmdb-js's default ordered-binary encoding, where an array key is its elements joined by a 0 byte.
- * That is unambiguous only because names and message ids never contain control characters (both are
- * validated in shared/ before they get here).
+ *   sessions          token hash (32 raw bytes) -> [key, name | null, created, expires, replacedAt?]
+ *   sessionsByKey     name key -> token hash (32 raw bytes; dupSort: one entry per session of that name)
+ *   sessionsByExpiry  expires (8 bytes, order-preserving) + token hash (32 raw bytes) -> null
+ *
+ * Why sessions live apart, and so tightly packed: every socket authentication reads one session, and the
+ * pages a read touches stay resident in the process for as long as the mapping lives. Linux maps file pages
+ * around each fault (fault-around, 64 KiB windows), so a session read also makes its neighbours resident,
+ * whatever they hold. With sessions in the big environment, 10,000 authentications made almost the whole
+ * file resident (accounts and queue pages included, ~740 bytes per connection); in their own file, a read
+ * only ever pulls in session pages, and the smaller each record is the fewer of those pages there are. Hence
+ * the binary keys (a hex hash is twice the bytes), and a msgpack array instead of a map, without the hash
+ * (it is the key). The Store port still speaks hex: conversion happens only in this file.
+ *
+ * Every write that must be atomic runs as one lmdb-js transaction callback on one environment. LMDB has a
+ * single writer per environment across threads *and* processes, so the read-check-write inside a callback
+ * (dedup, cap, seq) is atomic even when several Parley processes share the directory. The index databases
+ * are only written in the same callbacks as the records they point at, so they never disagree with them;
+ * no write needs both environments, because sessions and the rest never point at each other.
+ *
+ * Keys of the main environment use lmdb-js's default ordered-binary encoding, where an array key is its
+ * elements joined by a 0 byte. That is unambiguous only because names and message ids never contain control
+ * characters (both are validated in shared/ before they get here). Session keys are fixed-size binary, so
+ * the expiry key needs no separator: its first 8 bytes are the expiry, the rest the hash.
+ *
+ * Data directories written before the sessions environment existed keep their sessions (hex keys, map
+ * values) in the main environment; `open()` moves them over once (see `#migrateSessions`).
  */
 import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type Database, type DatabaseOptions, type Key, type RootDatabase } from 'lmdb';
 import type { Logger } from '../core/logger.ts';
 import {
   StoreUnavailableError,
@@ -37,7 +56,10 @@ import {
 
 /** Options for {@link EmbeddedStore}. */
 export interface EmbeddedStoreOptions {
-  /** Directory holding the LMDB files (`data.mdb`, `lock.mdb`); created if missing. The server uses `./data`. */
+  /**
+   * Directory holding the LMDB files (`data.mdb`, `lock.mdb`, and the same pair in `sessions/`); created if
+   * missing. The server uses `./data`.
+   */
   dir: string;
   /** Receives open/close events and write failures. Never given message text or secrets. */
   logger?: Logger;
@@ -67,18 +89,43 @@ interface RecipientMeta {
 type QueueKey = [to: string, seq: number];
 type IdKey = [fromKey: string, id: string];
 type TimeKey = [ts: number, to: string, seq: number];
-type ExpiryKey = [expires: number, tokenHash: string];
+
+/**
+ * What a session looks like on disk, keyed by its token hash. `name` is null for sessions written without
+ * one; `replacedAt` is only there once the session was replaced.
+ */
+type StoredSession =
+  | [key: string, name: string | null, created: number, expires: number]
+  | [key: string, name: string | null, created: number, expires: number, replacedAt: number];
+
+/** A session as the layout before the sessions environment stored it (hex key, map value). */
+interface LegacySession {
+  key: string;
+  name?: string;
+  created: number;
+  expires: number;
+  replacedAt?: number;
+}
 
 interface Databases {
   root: RootDatabase;
   accounts: Database<Account, string>;
-  sessions: Database<SessionRecord, string>;
-  sessionsByKey: Database<string, string>;
-  sessionsByExpiry: Database<null, ExpiryKey>;
   queue: Database<StoredMessage, QueueKey>;
   queueById: Database<MessageRef, IdKey>;
   queueByTime: Database<null, TimeKey>;
   recipients: Database<RecipientMeta, string>;
+  /** The sessions environment (`<dir>/sessions`). */
+  sessionsRoot: RootDatabase;
+  sessions: Database<StoredSession, Buffer>;
+  sessionsByKey: Database<Buffer, string>;
+  sessionsByExpiry: Database<null, Buffer>;
+}
+
+/** The session databases of the old layout, in the main environment; opened only to migrate them. */
+interface LegacyDatabases {
+  sessions: Database<LegacySession, string>;
+  sessionsByKey: Database<string, string>;
+  sessionsByExpiry: Database<null, [expires: number, tokenHash: string]>;
 }
 
 /**
@@ -86,6 +133,14 @@ interface Databases {
  * callback runs on the main thread and holds LMDB's writer lock, so one huge purge would stall every enqueue.
  */
 const PURGE_BATCH = 500;
+
+/** Legacy sessions copied per transaction by the migration; each batch is one commit and one fsync. */
+const MIGRATE_BATCH = 1_000;
+
+/** What the port's token hashes are: hashToken()'s output. */
+const TOKEN_HASH = /^[0-9a-f]{64}$/;
+const HASH_BYTES = 32;
+const EXPIRY_BYTES = 8;
 
 /**
  * The embedded durable adapter of the {@link Store} port.
@@ -126,43 +181,51 @@ export class EmbeddedStore implements Store {
         { cause: error },
       );
     }
+    const sessionsDir = path.join(dir, 'sessions');
     let root: RootDatabase | undefined;
+    let sessionsRoot: RootDatabase | undefined;
+    let dbs: Databases;
+    let where = dir;
     try {
-      root = open({
-        path: dir,
-        // `dir` may legitimately contain a dot (`./data.v1`): without this lmdb-js would treat it as a file name.
-        noSubdir: false,
-        maxDbs: 16,
-        // Durability. Surviving `kill -9` needs the commit written into the file (the OS page cache outlives
-        // the process); surviving a machine crash also needs the fsync. write() waits for both. With
-        // overlappingSync (lmdb-js's default on Linux and macOS, stated so nobody turns it off by accident)
-        // the writer thread releases LMDB's write lock *before* it fsyncs, so the next batch is built while
-        // this one syncs. lmdb-js 3.5 reports a commit only after that fsync, but its README promises
-        // durability only for `flushed`, and after an unclean stop it keeps unsynced commits only when the boot
-        // id proves the machine did not restart (never with LMDB_RESTORE=safe). So write() waits on `flushed`
-        // too; measured here that adds microseconds, not an extra fsync. noSync, noMetaSync, useWritemap and
-        // mapAsync stay off: each trades exactly this guarantee for speed.
-        overlappingSync: true,
-      });
-      this.#dbs = {
+      root = openEnvironment(dir, 16);
+      const main = {
         root,
         accounts: root.openDB<Account, string>({ name: 'accounts' }),
-        sessions: root.openDB<SessionRecord, string>({ name: 'sessions' }),
-        // ordered-binary values keep a dupSort index's values sorted and comparable for removal.
-        sessionsByKey: root.openDB<string, string>({ name: 'sessionsByKey', dupSort: true, encoding: 'ordered-binary' }),
-        sessionsByExpiry: root.openDB<null, ExpiryKey>({ name: 'sessionsByExpiry' }),
         queue: root.openDB<StoredMessage, QueueKey>({ name: 'queue' }),
         queueById: root.openDB<MessageRef, IdKey>({ name: 'queueById' }),
         queueByTime: root.openDB<null, TimeKey>({ name: 'queueByTime' }),
         recipients: root.openDB<RecipientMeta, string>({ name: 'recipients' }),
       };
+      where = sessionsDir;
+      sessionsRoot = openEnvironment(sessionsDir, 4);
+      dbs = {
+        ...main,
+        sessionsRoot,
+        sessions: sessionsRoot.openDB<StoredSession, Buffer>({ name: 'sessions', keyEncoding: 'binary' }),
+        // Binary values keep the dupSort index's values sorted (bytewise) and comparable for removal.
+        sessionsByKey: sessionsRoot.openDB<Buffer, string>({ name: 'sessionsByKey', dupSort: true, encoding: 'binary' }),
+        sessionsByExpiry: sessionsRoot.openDB<null, Buffer>({ name: 'sessionsByExpiry', keyEncoding: 'binary' }),
+      };
     } catch (error) {
+      await sessionsRoot?.close().catch(() => undefined);
       await root?.close().catch(() => undefined);
       throw new StoreUnavailableError(
-        `embedded store: cannot open the LMDB database in ${JSON.stringify(dir)} (${describe(error)})`,
+        `embedded store: cannot open the LMDB database in ${JSON.stringify(where)} (${describe(error)})`,
         { cause: error },
       );
     }
+    try {
+      const moved = await this.#migrateSessions(dbs);
+      if (moved > 0) this.#logger?.info({ store: this.kind, dir, sessions: moved }, 'sessions moved to their own environment');
+    } catch (error) {
+      await Promise.all([sessionsRoot.close(), root.close()]).catch(() => undefined);
+      throw error instanceof StoreUnavailableError
+        ? error
+        : new StoreUnavailableError(`embedded store: moving the sessions of ${JSON.stringify(dir)} failed (${describe(error)})`, {
+            cause: error,
+          });
+    }
+    this.#dbs = dbs;
     this.#logger?.info({ store: this.kind, dir }, 'store opened');
   }
 
@@ -173,8 +236,8 @@ export class EmbeddedStore implements Store {
     // Refuse new work first, so nothing slips in between the last flush and the close.
     this.#dbs = null;
     try {
-      await dbs.root.flushed;
-      await dbs.root.close();
+      await Promise.all([dbs.root.flushed, dbs.sessionsRoot.flushed]);
+      await Promise.all([dbs.root.close(), dbs.sessionsRoot.close()]);
     } catch (error) {
       throw new StoreUnavailableError(`embedded store: closing failed (${describe(error)})`, { cause: error });
     }
@@ -186,6 +249,7 @@ export class EmbeddedStore implements Store {
     if (!dbs) return false;
     try {
       dbs.root.getStats();
+      dbs.sessionsRoot.getStats();
       return true;
     } catch {
       return false;
@@ -195,14 +259,14 @@ export class EmbeddedStore implements Store {
   // accounts
 
   async createAccount(account: Account): Promise<boolean> {
-    const { accounts } = this.#databases();
+    const { root, accounts } = this.#databases();
     const record: Account = {
       key: account.key,
       name: account.name,
       passwordHash: account.passwordHash,
       created: account.created,
     };
-    return this.#write('createAccount', () => {
+    return this.#write('createAccount', root, () => {
       if (accounts.doesExist(record.key)) return false;
       accounts.putSync(record.key, record);
       return true;
@@ -218,41 +282,43 @@ export class EmbeddedStore implements Store {
 
   async putSession(session: SessionRecord): Promise<void> {
     const dbs = this.#databases();
-    const record = sessionRecord(session);
-    await this.#write('putSession', () => {
-      const old = dbs.sessions.get(record.tokenHash);
-      if (old) unindexSession(dbs, old);
-      dbs.sessions.putSync(record.tokenHash, record);
-      dbs.sessionsByKey.putSync(record.key, record.tokenHash);
-      dbs.sessionsByExpiry.putSync([record.expires, record.tokenHash], null);
-    });
+    const hash = hashBytes(session.tokenHash);
+    const value = storedSession(session);
+    await this.#write('putSession', dbs.sessionsRoot, () => writeSession(dbs, hash, value));
   }
 
   async getSession(tokenHash: string): Promise<SessionRecord | null> {
     const { sessions } = this.#databases();
-    return this.#read('getSession', () => sessions.get(tokenHash) ?? null);
+    const hash = hashBytes(tokenHash);
+    return this.#read('getSession', () => {
+      const value = sessions.get(hash);
+      return value ? sessionRecord(tokenHash, value) : null;
+    });
   }
 
   async deleteSession(tokenHash: string): Promise<void> {
     const dbs = this.#databases();
-    await this.#write('deleteSession', () => {
-      const old = dbs.sessions.get(tokenHash);
+    const hash = hashBytes(tokenHash);
+    await this.#write('deleteSession', dbs.sessionsRoot, () => {
+      const old = dbs.sessions.get(hash);
       if (!old) return;
-      unindexSession(dbs, old);
-      dbs.sessions.removeSync(tokenHash);
+      unindexSession(dbs, hash, old);
+      dbs.sessions.removeSync(hash);
     });
   }
 
   async replaceSessions(key: string, keepTokenHash: string, at: number): Promise<string[]> {
     const dbs = this.#databases();
-    return this.#write('replaceSessions', () => {
+    const keep = hashBytes(keepTokenHash);
+    return this.#write('replaceSessions', dbs.sessionsRoot, () => {
       const replaced: string[] = [];
-      for (const tokenHash of Array.from(dbs.sessionsByKey.getValues(key))) {
-        if (tokenHash === keepTokenHash) continue;
-        const session = dbs.sessions.get(tokenHash);
-        if (!session || session.replacedAt !== undefined) continue;
-        dbs.sessions.putSync(tokenHash, { ...session, replacedAt: at });
-        replaced.push(tokenHash);
+      for (const hash of Array.from(dbs.sessionsByKey.getValues(key))) {
+        if (keep.equals(hash)) continue;
+        const session = dbs.sessions.get(hash);
+        if (!session || session[4] !== undefined) continue;
+        const [k, name, created, expires] = session;
+        dbs.sessions.putSync(hash, [k, name, created, expires, at]);
+        replaced.push(hash.toString('hex'));
       }
       return replaced;
     });
@@ -262,17 +328,18 @@ export class EmbeddedStore implements Store {
     const dbs = this.#databases();
     let total = 0;
     for (;;) {
-      const purged = await this.#write('purgeExpiredSessions', () => {
-        // The end bound [now] sorts before every [now, hash], so exactly `expires < now` is taken.
-        const keys = Array.from(dbs.sessionsByExpiry.getKeys({ end: [now], limit: PURGE_BATCH }));
-        for (const [expires, tokenHash] of keys) {
-          const session = dbs.sessions.get(tokenHash);
+      const purged = await this.#write('purgeExpiredSessions', dbs.sessionsRoot, () => {
+        // The bare 8-byte expiry sorts before every key that starts with it, so exactly `expires < now` is taken.
+        const keys = Array.from(dbs.sessionsByExpiry.getKeys({ end: expiryPrefix(now), limit: PURGE_BATCH }));
+        for (const entry of keys) {
+          const hash = entry.subarray(EXPIRY_BYTES);
+          const session = dbs.sessions.get(hash);
           // The expiry index only points at current records, but a stale entry must not block the purge.
           if (session) {
-            dbs.sessionsByKey.removeSync(session.key, tokenHash);
-            dbs.sessions.removeSync(tokenHash);
+            dbs.sessionsByKey.removeSync(session[0], hash);
+            dbs.sessions.removeSync(hash);
           }
-          dbs.sessionsByExpiry.removeSync([expires, tokenHash]);
+          dbs.sessionsByExpiry.removeSync(entry);
         }
         return keys.length;
       });
@@ -287,7 +354,7 @@ export class EmbeddedStore implements Store {
     const dbs = this.#databases();
     const { to, fromKey, id, ts } = message;
     const stored: StoredMessage = { from: message.from, fromKey, id, text: message.text, ts };
-    return this.#write('enqueue', (): EnqueueResult => {
+    return this.#write('enqueue', dbs.root, (): EnqueueResult => {
       // Everything that can throw (a read, an oversized key) happens before the first write: a callback
       // that throws half-way does not roll back its own writes in lmdb-js's shared batch transaction.
       const existing = dbs.queueById.get([fromKey, id]);
@@ -322,7 +389,7 @@ export class EmbeddedStore implements Store {
     const dbs = this.#databases();
     const unique = [...new Set(seqs)];
     if (unique.length === 0) return 0;
-    return this.#write('ackQueue', () => {
+    return this.#write('ackQueue', dbs.root, () => {
       const found: Array<[number, StoredMessage]> = [];
       for (const seq of unique) {
         const value = dbs.queue.get([to, seq]);
@@ -355,7 +422,7 @@ export class EmbeddedStore implements Store {
     const dbs = this.#databases();
     let total = 0;
     for (;;) {
-      const purged = await this.#write('purgeExpiredMessages', () => {
+      const purged = await this.#write('purgeExpiredMessages', dbs.root, () => {
         // [before] sorts before every [before, to, seq]: exactly `ts < before` is taken.
         const keys = Array.from(dbs.queueByTime.getKeys({ end: [before], limit: PURGE_BATCH }));
         const removedPer = new Map<string, number>();
@@ -380,6 +447,63 @@ export class EmbeddedStore implements Store {
     }
   }
 
+  // migration
+
+  /**
+   * Moves the sessions of the old layout (in the main environment) into the sessions environment, then
+   * empties the old databases; returns how many records were copied. Once the old `sessions` database is
+   * empty or absent (a new directory never has one) this writes nothing.
+   *
+   * Crash safety: the copy is durable before the old databases are emptied, and copying a record again just
+   * rewrites it, so a crash anywhere means the next open redoes the copy. The old databases are cleared, not
+   * dropped: another process may hold handles to them, and a dropped database behind a handle is an error
+   * where an empty one is simply empty.
+   *
+   * Several processes may open an old directory at once. Each batch reads the old databases in a fresh read
+   * transaction taken *inside* the sessions environment's write transaction: a process serves (and so changes
+   * sessions) only after it emptied the old databases, so a batch either sees them emptied and copies nothing,
+   * or copies values nobody has changed yet. Without the fresh snapshot, a slow process could copy a stale
+   * record over a session that another one has since replaced or deleted.
+   */
+  async #migrateSessions(dbs: Databases): Promise<number> {
+    const legacy = openLegacySessions(dbs.root);
+    if (!legacy || legacy.sessions.getKeysCount({ limit: 1 }) === 0) return 0;
+    let copied = 0;
+    let skipped = 0;
+    let after: string | undefined;
+    for (;;) {
+      const batch = await this.#write('migrateSessions', dbs.sessionsRoot, () => {
+        dbs.root.resetReadTxn();
+        const range = legacy.sessions.getRange({ start: after, exclusiveStart: after !== undefined, limit: MIGRATE_BATCH });
+        let count = 0;
+        let last: string | undefined;
+        for (const { key, value } of range) {
+          count++;
+          last = key;
+          // Written by hashToken() like every other token hash; a record that is not cannot be looked up anyway.
+          if (!TOKEN_HASH.test(key)) {
+            skipped++;
+            continue;
+          }
+          writeSession(dbs, Buffer.from(key, 'hex'), storedSession(value));
+          copied++;
+        }
+        return { count, last };
+      });
+      after = batch.last;
+      if (batch.count < MIGRATE_BATCH) break;
+    }
+    await this.#write('migrateSessions', dbs.root, () => {
+      legacy.sessions.clearSync();
+      legacy.sessionsByKey.clearSync();
+      legacy.sessionsByExpiry.clearSync();
+    });
+    if (skipped > 0) {
+      this.#logger?.warn({ store: this.kind, dir: this.#dir, skipped }, 'old sessions with a malformed token hash dropped');
+    }
+    return copied;
+  }
+
   // plumbing
 
   /** The open databases, or a StoreUnavailableError: the core must never mistake a closed store for an empty one. */
@@ -397,7 +521,8 @@ export class EmbeddedStore implements Store {
   }
 
   /**
-   * Runs `work` inside an lmdb-js asynchronous transaction and resolves once that transaction is durable.
+   * Runs `work` inside an lmdb-js asynchronous transaction on the environment `root` and resolves once that
+   * transaction is durable. `work` may only write to databases of that environment.
    *
    * lmdb-js runs every transaction callback queued in one event turn inside one LMDB write transaction, in call
    * order, on the main thread, then commits on its write thread: concurrent enqueues cost one commit and one
@@ -407,10 +532,10 @@ export class EmbeddedStore implements Store {
    * Documented lmdb-js semantics: with overlappingSync the transaction promise means *committed* (visible),
    * and `root.flushed` means *fsync'ed*. `root.flushed` is a thenable read when `.then` is called, so it is
    * called synchronously right after queuing the transaction: it then belongs to the batch holding our
-   * callback (or a later one, whose fsync covers ours).
+   * callback (or a later one, whose fsync covers ours). Batches, commits and `flushed` are per environment:
+   * the two environments never wait for each other.
    */
-  async #write<T>(op: string, work: () => T): Promise<T> {
-    const { root } = this.#databases();
+  async #write<T>(op: string, root: RootDatabase, work: () => T): Promise<T> {
     let committed: Promise<T>;
     let flushed: Promise<unknown>;
     try {
@@ -444,21 +569,97 @@ function describe(error: unknown): string {
   return String(error);
 }
 
-/** A copy holding only the record's own fields, so no `undefined` is ever encoded. */
-function sessionRecord(session: SessionRecord): SessionRecord {
-  const record: SessionRecord = {
-    tokenHash: session.tokenHash,
-    key: session.key,
-    created: session.created,
-    expires: session.expires,
-  };
-  if (session.replacedAt !== undefined) record.replacedAt = session.replacedAt;
+/**
+ * Opens one LMDB environment with the durability settings `write()` relies on; both environments use them.
+ */
+function openEnvironment(envPath: string, maxDbs: number): RootDatabase {
+  return open({
+    path: envPath,
+    // The path may legitimately contain a dot (`./data.v1`): without this lmdb-js would treat it as a file name.
+    noSubdir: false,
+    maxDbs,
+    // Durability. Surviving `kill -9` needs the commit written into the file (the OS page cache outlives
+    // the process); surviving a machine crash also needs the fsync. write() waits for both. With
+    // overlappingSync (lmdb-js's default on Linux and macOS, stated so nobody turns it off by accident)
+    // the writer thread releases LMDB's write lock *before* it fsyncs, so the next batch is built while
+    // this one syncs. lmdb-js 3.5 reports a commit only after that fsync, but its README promises
+    // durability only for `flushed`, and after an unclean stop it keeps unsynced commits only when the boot
+    // id proves the machine did not restart (never with LMDB_RESTORE=safe). So write() waits on `flushed`
+    // too; measured here that adds microseconds, not an extra fsync. noSync, noMetaSync, useWritemap and
+    // mapAsync stay off: each trades exactly this guarantee for speed.
+    overlappingSync: true,
+  });
+}
+
+/** The old layout's session databases, when the main environment has them (never creates them). */
+function openLegacySessions(root: RootDatabase): LegacyDatabases | null {
+  // `create: false` is honoured by lmdb-js (openDB then returns undefined) but missing from its types.
+  const existing = <V, K extends Key>(options: DatabaseOptions & { name: string }): Database<V, K> | undefined =>
+    root.openDB<V, K>({ ...options, create: false } as DatabaseOptions & { name: string });
+  const sessions = existing<LegacySession, string>({ name: 'sessions' });
+  if (!sessions) return null;
+  const sessionsByKey = existing<string, string>({ name: 'sessionsByKey', dupSort: true, encoding: 'ordered-binary' });
+  const sessionsByExpiry = existing<null, [number, string]>({ name: 'sessionsByExpiry' });
+  // The old layout always created all three together.
+  if (!sessionsByKey || !sessionsByExpiry) throw new Error('the old session databases are incomplete');
+  return { sessions, sessionsByKey, sessionsByExpiry };
+}
+
+/**
+ * The 32 bytes a token hash is stored as. The port's token hashes all come from hashToken(), so anything else
+ * is a caller's bug: a plain Error, not a StoreUnavailableError.
+ */
+function hashBytes(tokenHash: string): Buffer {
+  if (!TOKEN_HASH.test(tokenHash)) throw new Error('embedded store: a token hash must be 64 lower-case hex digits');
+  return Buffer.from(tokenHash, 'hex');
+}
+
+/**
+ * The first 8 bytes of a sessionsByExpiry key: the IEEE 754 double, big-endian, with the sign bit flipped
+ * for positive numbers and every bit flipped for negative ones, so that bytewise order is numeric order
+ * for every number (an expiry is an integer, but the port does not promise it).
+ */
+function expiryPrefix(expires: number): Buffer {
+  const bytes = Buffer.allocUnsafe(EXPIRY_BYTES);
+  bytes.writeDoubleBE(expires);
+  if (bytes[0]! & 0x80) for (let i = 0; i < EXPIRY_BYTES; i++) bytes[i] = ~bytes[i]! & 0xff;
+  else bytes[0] = bytes[0]! | 0x80;
+  return bytes;
+}
+
+function expiryKey(expires: number, hash: Buffer): Buffer {
+  return Buffer.concat([expiryPrefix(expires), hash], EXPIRY_BYTES + HASH_BYTES);
+}
+
+/** The on-disk form; a missing name is null (1 byte) so that replacedAt keeps its position. */
+function storedSession(session: SessionRecord | LegacySession): StoredSession {
+  const name = typeof session.name === 'string' ? session.name : null;
+  return session.replacedAt === undefined
+    ? [session.key, name, session.created, session.expires]
+    : [session.key, name, session.created, session.expires, session.replacedAt];
+}
+
+/** The port's form; `name` and `replacedAt` are left out when absent, never set to undefined. */
+function sessionRecord(tokenHash: string, value: StoredSession): SessionRecord {
+  const [key, name, created, expires, replacedAt] = value;
+  const record: SessionRecord = { tokenHash, key, created, expires };
+  if (name !== null) record.name = name;
+  if (replacedAt !== undefined) record.replacedAt = replacedAt;
   return record;
 }
 
-function unindexSession(dbs: Databases, session: SessionRecord): void {
-  dbs.sessionsByKey.removeSync(session.key, session.tokenHash);
-  dbs.sessionsByExpiry.removeSync([session.expires, session.tokenHash]);
+/** Puts a session and its index entries, first removing those of the record it replaces. */
+function writeSession(dbs: Databases, hash: Buffer, value: StoredSession): void {
+  const old = dbs.sessions.get(hash);
+  if (old) unindexSession(dbs, hash, old);
+  dbs.sessions.putSync(hash, value);
+  dbs.sessionsByKey.putSync(value[0], hash);
+  dbs.sessionsByExpiry.putSync(expiryKey(value[3], hash), null);
+}
+
+function unindexSession(dbs: Databases, hash: Buffer, session: StoredSession): void {
+  dbs.sessionsByKey.removeSync(session[0], hash);
+  dbs.sessionsByExpiry.removeSync(expiryKey(session[3], hash));
 }
 
 function removeMessage(dbs: Databases, to: string, seq: number, value: StoredMessage): void {

@@ -3,7 +3,7 @@
  *
  * Collections (names fixed, database from the URI or `dbName`):
  * - `accounts`        { key, name, passwordHash, created }                 unique (key)
- * - `sessions`        { tokenHash, key, created, expires, replacedAt? }    unique (tokenHash), (key), (expires)
+ * - `sessions`        { tokenHash, key, name?, created, expires, replacedAt? }    unique (tokenHash), (key), (expires)
  * - `queue`           { to, seq, from, fromKey, id, text, ts, expireAt }   unique (fromKey, id), unique (to, seq),
  *                                                                          (ts), TTL (expireAt)
  * - `queue_counters`  { _id: to, seq, queued, gen, reservedAt }            one per recipient
@@ -101,6 +101,7 @@ interface AccountDoc {
 interface SessionDoc {
   tokenHash: string;
   key: string;
+  name?: string;
   created: number;
   expires: number;
   replacedAt?: number | null;
@@ -349,6 +350,7 @@ export class MongoStore implements Store {
       const doc: SessionDoc = {
         tokenHash: session.tokenHash,
         key: session.key,
+        ...(session.name !== undefined ? { name: session.name } : {}),
         created: session.created,
         expires: session.expires,
         ...(session.replacedAt !== undefined ? { replacedAt: session.replacedAt } : {}),
@@ -648,6 +650,7 @@ function toSessionRecord(doc: SessionDoc): SessionRecord {
   return {
     tokenHash: doc.tokenHash,
     key: doc.key,
+    ...(typeof doc.name === 'string' ? { name: doc.name } : {}),
     created: doc.created,
     expires: doc.expires,
     ...(typeof doc.replacedAt === 'number' ? { replacedAt: doc.replacedAt } : {}),

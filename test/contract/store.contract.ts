@@ -6,6 +6,7 @@
  * Two things are deliberately left open because the port leaves them open: seqs need not start at 1 or be
  * dense, and the order of `replaceSessions`' result is unspecified (tests sort it).
  */
+import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type {
   Account,
@@ -26,6 +27,14 @@ export interface StoreFixture {
    * The test closes `store` before calling it. When absent, the persistence tests are skipped.
    */
   reopen?: () => Promise<Store>;
+}
+
+/**
+ * A token hash the way the server makes them (SHA-256, 64 lower-case hex digits), named by a short label so
+ * tests stay readable. Adapters may rely on that form (the embedded one stores the raw bytes).
+ */
+export function tokenHash(label: string): string {
+  return createHash('sha256').update(label).digest('hex');
 }
 
 /** The cap used where the test is not about the cap: far above anything a test queues. */
@@ -85,8 +94,14 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
       return { key, name: key.toUpperCase(), passwordHash: `scrypt$hash-of-${key}`, created: T0, ...over };
     }
 
-    function session(tokenHash: string, key: string, over: Partial<SessionRecord> = {}): SessionRecord {
-      return { tokenHash, key, created: T0, expires: T0 + 86_400_000, ...over };
+    /** A session whose token hash is `tokenHash(label)`. */
+    function session(label: string, key: string, over: Partial<SessionRecord> = {}): SessionRecord {
+      return { tokenHash: tokenHash(label), key, created: T0, expires: T0 + 86_400_000, ...over };
+    }
+
+    /** The hashes of the labels, sorted: replaceSessions' result order is unspecified. */
+    function hashes(...labels: string[]): string[] {
+      return labels.map(tokenHash).sort();
     }
 
     describe('lifecycle', () => {
@@ -137,26 +152,60 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
     });
 
     describe('sessions', () => {
+      const h = tokenHash;
+
       it('puts, gets and deletes a session', async () => {
         const s = session('h1', 'bob');
         await store.putSession(s);
-        expect(await store.getSession('h1')).toEqual(s);
-        await store.deleteSession('h1');
-        expect(await store.getSession('h1')).toBeNull();
+        expect(await store.getSession(h('h1'))).toEqual(s);
+        await store.deleteSession(h('h1'));
+        expect(await store.getSession(h('h1'))).toBeNull();
       });
 
       it('returns null for an unknown session, and deleting one is harmless', async () => {
-        expect(await store.getSession('nope')).toBeNull();
-        await store.deleteSession('nope');
+        expect(await store.getSession(h('nope'))).toBeNull();
+        await store.deleteSession(h('nope'));
+      });
+
+      it('keeps the display name when one is given, and has none when not', async () => {
+        const named = session('n1', '小明', { name: '小明' });
+        const mixed = session('n2', 'bob', { name: 'BoB', replacedAt: T0 + 3 });
+        const unnamed = session('n3', 'carol');
+        for (const s of [named, mixed, unnamed]) await store.putSession(s);
+        expect(await store.getSession(h('n1'))).toEqual(named);
+        expect(await store.getSession(h('n2'))).toEqual(mixed);
+        const got = await store.getSession(h('n3'));
+        expect(got).toEqual(unnamed);
+        expect(got).not.toHaveProperty('name');
+      });
+
+      it('keeps the name through replaceSessions and purges named sessions like any other', async () => {
+        await store.putSession(session('a1', 'alice', { name: 'Alice', expires: T0 + 100 }));
+        await store.putSession(session('a2', 'alice', { name: 'Alice' }));
+        expect(await store.replaceSessions('alice', h('a2'), T0 + 5)).toEqual([h('a1')]);
+        expect(await store.getSession(h('a1'))).toEqual(
+          session('a1', 'alice', { name: 'Alice', expires: T0 + 100, replacedAt: T0 + 5 }),
+        );
+        expect(await store.purgeExpiredSessions(T0 + 101)).toBe(1);
+        expect(await store.getSession(h('a1'))).toBeNull();
+        expect(await store.getSession(h('a2'))).toEqual(session('a2', 'alice', { name: 'Alice' }));
       });
 
       it('putSession on an existing token hash replaces the record', async () => {
         await store.putSession(session('h1', 'bob', { expires: T0 + 100 }));
         await store.putSession(session('h1', 'bob', { expires: T0 + 10_000 }));
-        expect(await store.getSession('h1')).toEqual(session('h1', 'bob', { expires: T0 + 10_000 }));
+        expect(await store.getSession(h('h1'))).toEqual(session('h1', 'bob', { expires: T0 + 10_000 }));
         // The old expiry must not linger anywhere: a purge between the two expiries keeps the session.
         expect(await store.purgeExpiredSessions(T0 + 5_000)).toBe(0);
-        expect(await store.getSession('h1')).not.toBeNull();
+        expect(await store.getSession(h('h1'))).not.toBeNull();
+      });
+
+      it('putSession under another name moves the session to that name', async () => {
+        await store.putSession(session('h1', 'bob', { name: 'Bob' }));
+        await store.putSession(session('h1', 'carol'));
+        expect(await store.getSession(h('h1'))).toEqual(session('h1', 'carol'));
+        expect(await store.replaceSessions('bob', h('other'), T0)).toEqual([]);
+        expect(await store.replaceSessions('carol', h('other'), T0)).toEqual([h('h1')]);
       });
 
       it('replaceSessions marks every other session of the name and returns their hashes', async () => {
@@ -165,47 +214,47 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
         await store.putSession(session('a3', 'alice'));
         await store.putSession(session('b1', 'bob'));
 
-        const replaced = await store.replaceSessions('alice', 'a3', T0 + 5);
-        expect([...replaced].sort()).toEqual(['a1', 'a2']);
-        expect(await store.getSession('a1')).toEqual(session('a1', 'alice', { replacedAt: T0 + 5 }));
-        expect(await store.getSession('a2')).toEqual(session('a2', 'alice', { replacedAt: T0 + 5 }));
-        expect(await store.getSession('a3')).toEqual(session('a3', 'alice'));
-        expect(await store.getSession('b1')).toEqual(session('b1', 'bob'));
+        const replaced = await store.replaceSessions('alice', h('a3'), T0 + 5);
+        expect([...replaced].sort()).toEqual(hashes('a1', 'a2'));
+        expect(await store.getSession(h('a1'))).toEqual(session('a1', 'alice', { replacedAt: T0 + 5 }));
+        expect(await store.getSession(h('a2'))).toEqual(session('a2', 'alice', { replacedAt: T0 + 5 }));
+        expect(await store.getSession(h('a3'))).toEqual(session('a3', 'alice'));
+        expect(await store.getSession(h('b1'))).toEqual(session('b1', 'bob'));
       });
 
       it('replaceSessions leaves already replaced sessions as they are', async () => {
         await store.putSession(session('a1', 'alice'));
         await store.putSession(session('a2', 'alice'));
-        expect(await store.replaceSessions('alice', 'a2', T0 + 5)).toEqual(['a1']);
-        expect(await store.replaceSessions('alice', 'a2', T0 + 9)).toEqual([]);
-        expect((await store.getSession('a1'))?.replacedAt).toBe(T0 + 5);
+        expect(await store.replaceSessions('alice', h('a2'), T0 + 5)).toEqual([h('a1')]);
+        expect(await store.replaceSessions('alice', h('a2'), T0 + 9)).toEqual([]);
+        expect((await store.getSession(h('a1')))?.replacedAt).toBe(T0 + 5);
 
         // A newer sign-in takes over from a2 only; a1 keeps its first replacement time.
         await store.putSession(session('a3', 'alice'));
-        expect(await store.replaceSessions('alice', 'a3', T0 + 20)).toEqual(['a2']);
-        expect((await store.getSession('a1'))?.replacedAt).toBe(T0 + 5);
-        expect((await store.getSession('a2'))?.replacedAt).toBe(T0 + 20);
+        expect(await store.replaceSessions('alice', h('a3'), T0 + 20)).toEqual([h('a2')]);
+        expect((await store.getSession(h('a1')))?.replacedAt).toBe(T0 + 5);
+        expect((await store.getSession(h('a2')))?.replacedAt).toBe(T0 + 20);
       });
 
       it('replaceSessions with no other session returns an empty list', async () => {
-        expect(await store.replaceSessions('ghost', 'x', T0)).toEqual([]);
+        expect(await store.replaceSessions('ghost', h('x'), T0)).toEqual([]);
         await store.putSession(session('only', 'carol'));
-        expect(await store.replaceSessions('carol', 'only', T0)).toEqual([]);
-        expect((await store.getSession('only'))?.replacedAt).toBeUndefined();
+        expect(await store.replaceSessions('carol', h('only'), T0)).toEqual([]);
+        expect((await store.getSession(h('only')))?.replacedAt).toBeUndefined();
       });
 
       it('replaceSessions does not see deleted sessions', async () => {
         await store.putSession(session('a1', 'alice'));
         await store.putSession(session('a2', 'alice'));
-        await store.deleteSession('a1');
-        expect(await store.replaceSessions('alice', 'new', T0)).toEqual(['a2']);
-        expect(await store.getSession('a1')).toBeNull();
+        await store.deleteSession(h('a1'));
+        expect(await store.replaceSessions('alice', h('new'), T0)).toEqual([h('a2')]);
+        expect(await store.getSession(h('a1'))).toBeNull();
       });
 
       it('concurrent replaceSessions calls report each session once', async () => {
         for (let i = 0; i < 10; i++) await store.putSession(session(`s${i}`, 'alice'));
         const results = await Promise.all(
-          Array.from({ length: 10 }, (_, i) => store.replaceSessions('alice', `s${i}`, T0 + i)),
+          Array.from({ length: 10 }, (_, i) => store.replaceSessions('alice', h(`s${i}`), T0 + i)),
         );
         const all = results.flat();
         // Every session but one is replaced (the one kept by whichever call ran last), none twice.
@@ -220,13 +269,27 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
         await store.putSession(session('new', 'alice', { expires: T0 + 300 }));
 
         expect(await store.purgeExpiredSessions(T0 + 200)).toBe(2);
-        expect(await store.getSession('old1')).toBeNull();
-        expect(await store.getSession('old2')).toBeNull();
-        expect(await store.getSession('edge')).not.toBeNull();
-        expect(await store.getSession('new')).not.toBeNull();
+        expect(await store.getSession(h('old1'))).toBeNull();
+        expect(await store.getSession(h('old2'))).toBeNull();
+        expect(await store.getSession(h('edge'))).not.toBeNull();
+        expect(await store.getSession(h('new'))).not.toBeNull();
         expect(await store.purgeExpiredSessions(T0 + 200)).toBe(0);
         // Purged sessions are gone for replaceSessions too.
-        expect([...(await store.replaceSessions('alice', 'x', T0 + 250))].sort()).toEqual(['edge', 'new']);
+        expect([...(await store.replaceSessions('alice', h('x'), T0 + 250))].sort()).toEqual(hashes('edge', 'new'));
+      });
+
+      it('purgeExpiredSessions goes by time, whatever order the token hashes sort in', async () => {
+        // Expiries that straddle byte boundaries (and odd ones the port does not rule out), one session per
+        // expiry, written in reverse time order.
+        const expiries = [-1, 0.5, T0 - 1, T0, T0 + 1, T0 + 255, T0 + 256, T0 + 65_536, 2 ** 41, 2 ** 52, 2 ** 53 - 1];
+        for (const [i, expires] of [...expiries.entries()].reverse()) {
+          await store.putSession(session(`e${i}`, `u${i}`, { expires }));
+        }
+        for (const [i, cut] of expiries.entries()) {
+          expect(await store.purgeExpiredSessions(cut)).toBe(i === 0 ? 0 : 1);
+          expect(await store.getSession(h(`e${i}`))).not.toBeNull();
+          if (i > 0) expect(await store.getSession(h(`e${i - 1}`))).toBeNull();
+        }
       });
 
       it('purgeExpiredSessions handles many expired sessions at once', async () => {
@@ -234,8 +297,8 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
           Array.from({ length: 1_200 }, (_, i) => store.putSession(session(`t${i}`, `u${i % 7}`, { expires: T0 + i }))),
         );
         expect(await store.purgeExpiredSessions(T0 + 1_100)).toBe(1_100);
-        expect(await store.getSession('t1099')).toBeNull();
-        expect(await store.getSession('t1100')).not.toBeNull();
+        expect(await store.getSession(h('t1099'))).toBeNull();
+        expect(await store.getSession(h('t1100'))).not.toBeNull();
       });
     });
 
@@ -530,7 +593,7 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
       it('keeps accounts, sessions and queued messages across close and reopen', async (ctx) => {
         if (!fixture.reopen) ctx.skip();
         const a = account('bob');
-        const s = session('h1', 'bob', { replacedAt: T0 + 1 });
+        const s = session('h1', 'bob', { name: 'Bob', replacedAt: T0 + 1 });
         const m1 = msg();
         const m2 = msg({ to: 'carol' });
         await store.createAccount(a);
@@ -541,7 +604,7 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
 
         store = await fixture.reopen!();
         expect(await store.getAccount('bob')).toEqual(a);
-        expect(await store.getSession('h1')).toEqual(s);
+        expect(await store.getSession(tokenHash('h1'))).toEqual(s);
         expect(await fetchAll('bob')).toEqual([{ ...m1, seq: seq1 }]);
         expect(await fetchAll('carol')).toEqual([{ ...m2, seq: seq2 }]);
         expect(await store.queueLength('bob')).toBe(1);

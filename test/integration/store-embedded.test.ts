@@ -1,7 +1,8 @@
 /**
  * The embedded (LMDB) store: the shared Store contract, then what only a local, file-backed store promises —
- * clear start-up errors, a closed store that refuses work, and data that survives `kill -9` and is shared
- * safely by several processes.
+ * clear start-up errors, a closed store that refuses work, data that survives `kill -9` and is shared
+ * safely by several processes, sessions kept in their own small file, and the move of sessions out of the
+ * main file for data directories written before that.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -10,13 +11,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
+import { open, type RootDatabase } from 'lmdb';
 import { afterEach, describe, expect, it } from 'vitest';
-import { StoreUnavailableError, type EnqueueResult } from '../../server/core/store.ts';
+import { StoreUnavailableError, type Account, type EnqueueResult, type SessionRecord } from '../../server/core/store.ts';
 import { EmbeddedStore } from '../../server/store/embedded.ts';
-import { defineStoreContract, reopenableStore } from '../contract/store.contract.ts';
+import { defineStoreContract, reopenableStore, tokenHash } from '../contract/store.contract.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CHILD = path.join(ROOT, 'test/support/embedded-enqueue-child.ts');
+const T0 = 1_700_000_000_000;
 
 async function tempDir(): Promise<string> {
   return mkdtemp(path.join(os.tmpdir(), 'parley-embedded-'));
@@ -122,18 +126,8 @@ describe('EmbeddedStore', () => {
       expect(reported.killedBy).toBe('SIGKILL');
       expect(reported.results.length).toBeGreaterThanOrEqual(400);
 
-      // LMDB_RESTORE=safe makes lmdb-js reopen as it would after a reboot: it keeps only transactions marked
-      // as fsync'ed. Without it, lmdb-js would also trust unsynced commits, because the boot id is unchanged,
-      // and the test could pass on a store that never waited for the disk.
-      const saved = process.env.LMDB_RESTORE;
-      process.env.LMDB_RESTORE = 'safe';
       const store = newStore(dir);
-      try {
-        await store.open();
-      } finally {
-        if (saved === undefined) delete process.env.LMDB_RESTORE;
-        else process.env.LMDB_RESTORE = saved;
-      }
+      await openAsAfterReboot(store);
 
       const fetched = await store.fetchQueue('bob', -1, 1_000_000, 0);
       const seqOf = new Map(fetched.map((m) => [m.id, m.seq]));
@@ -148,6 +142,61 @@ describe('EmbeddedStore', () => {
         1_000_000,
       );
       expect(resend).toEqual({ status: 'duplicate', seq: reported.results[0]!.seq });
+    });
+
+    it('keeps every session reported stored, and its indexes, when killed with SIGKILL while both files are written', async () => {
+      const dir = await newDir();
+      // Each step writes a session and queues a message at once, so the kill lands while both environments
+      // have commits and fsyncs in flight. A step is printed only once both writes resolved.
+      const child = `
+        const [modulePath, dir] = process.argv.slice(1);
+        const { EmbeddedStore } = await import(modulePath);
+        const { createHash } = await import('node:crypto');
+        const store = new EmbeddedStore({ dir });
+        await store.open();
+        let next = 0;
+        async function step() {
+          for (;;) {
+            const n = next++;
+            const tokenHash = createHash('sha256').update('k' + n).digest('hex');
+            await Promise.all([
+              store.putSession({ tokenHash, key: 'user' + (n % 10), name: 'User' + (n % 10), created: n, expires: 1e13 + n }),
+              store.enqueue({ to: 'bob', from: 'Alice', fromKey: 'alice', id: 'm' + n, text: 'message ' + n, ts: Date.now() }, 1e9),
+            ]);
+            process.stdout.write(n + '\\n');
+          }
+        }
+        await Promise.all(Array.from({ length: 16 }, step));
+      `;
+      const run = await runNode(['--input-type=module', '-e', child, path.join(ROOT, 'server/store/embedded.ts'), dir], {
+        killAfter: 300,
+      });
+      expect(run.killedBy).toBe('SIGKILL');
+      const reported = run.lines.map(Number);
+      expect(reported.length).toBeGreaterThanOrEqual(300);
+
+      const store = newStore(dir);
+      await openAsAfterReboot(store);
+      const missing: number[] = [];
+      for (const n of reported) {
+        const expected: SessionRecord = {
+          tokenHash: tokenHash(`k${n}`),
+          key: `user${n % 10}`,
+          name: `User${n % 10}`,
+          created: n,
+          expires: 1e13 + n,
+        };
+        const session = await store.getSession(expected.tokenHash);
+        if (!isDeepStrictEqual(session, expected)) missing.push(n);
+        if (!(await store.findQueued('alice', `m${n}`))) missing.push(-n - 1);
+      }
+      expect(missing).toEqual([]);
+      // The indexes came through with the records: the name index finds every session of a name, and the
+      // expiry index every session (replacing marks, purging removes).
+      const ofUser3 = reported.filter((n) => n % 10 === 3).map((n) => tokenHash(`k${n}`));
+      expect(await store.replaceSessions('user3', tokenHash('nobody'), T0)).toEqual(expect.arrayContaining(ofUser3));
+      expect(await store.purgeExpiredSessions(Infinity)).toBeGreaterThanOrEqual(reported.length);
+      for (const n of reported.slice(0, 50)) expect(await store.getSession(tokenHash(`k${n}`))).toBeNull();
     });
 
     it('hands out distinct increasing seqs when two processes share one store', async () => {
@@ -171,7 +220,211 @@ describe('EmbeddedStore', () => {
       expect(await store.queueLength('carol')).toBe(300);
     });
   });
+
+  describe('sessions file', () => {
+    it('keeps sessions in their own environment, and never creates them in the main one', async () => {
+      const dir = await newDir();
+      const store = newStore(dir);
+      await store.open();
+      const session: SessionRecord = { tokenHash: tokenHash('s1'), key: 'bob', name: 'Bob', created: T0, expires: T0 + 1 };
+      await store.putSession(session);
+      await store.close();
+
+      expect(existsSync(path.join(dir, 'sessions', 'data.mdb'))).toBe(true);
+      expect(await oldSessionCounts(dir)).toBeNull();
+      await store.open();
+      expect(await store.getSession(session.tokenHash)).toEqual(session);
+    });
+
+    it('refuses a token hash that is not 64 lower-case hex digits as a programming error', async () => {
+      const store = newStore(await newDir());
+      await store.open();
+      const upper = tokenHash('s1').toUpperCase();
+      for (const attempt of [
+        store.getSession('h1'),
+        store.getSession(upper),
+        store.deleteSession(`${tokenHash('s1')}0`),
+        store.replaceSessions('bob', 'x', T0),
+        store.putSession({ tokenHash: upper, key: 'bob', created: T0, expires: T0 + 1 }),
+      ]) {
+        const error = await attempt.then(() => null, (e: unknown) => e);
+        expect(error).toBeInstanceOf(Error);
+        expect(error).not.toBeInstanceOf(StoreUnavailableError);
+      }
+      expect(await store.ping()).toBe(true);
+    });
+  });
+
+  describe('moving sessions out of the main file', () => {
+    const account: Account = { key: 'alice', name: 'Alice', passwordHash: 'scrypt$x', created: T0 };
+
+    function old(label: string, key: string, over: Partial<OldSession> = {}): OldSession {
+      return { tokenHash: tokenHash(label), key, created: T0, expires: T0 + 86_400_000, ...over };
+    }
+
+    const special = [
+      old('a1', 'alice', { expires: T0 + 100 }),
+      old('a2', 'alice'),
+      old('a3', 'alice', { replacedAt: T0 + 1 }),
+      old('b1', 'bob'),
+    ];
+    // More than one batch of the migration.
+    const bulk = Array.from({ length: 2_500 }, (_, i) => old(`t${i}`, `u${i % 50}`, { expires: T0 + 1_000 + i }));
+    const all = [...special, ...bulk];
+
+    async function expectAllSessions(store: EmbeddedStore): Promise<void> {
+      const wrong: string[] = [];
+      for (const s of all) {
+        const got = await store.getSession(s.tokenHash);
+        if (!isDeepStrictEqual(got, s)) wrong.push(`${JSON.stringify(s)}: ${JSON.stringify(got)}`);
+      }
+      expect(wrong).toEqual([]);
+    }
+
+    it('moves every session of the old layout once, and empties the old databases', async () => {
+      const dir = await newDir();
+      await writeOldLayout(dir, all, [account]);
+
+      const store = newStore(dir);
+      await store.open();
+      expect(existsSync(path.join(dir, 'sessions', 'data.mdb'))).toBe(true);
+      expect(await store.getAccount('alice')).toEqual(account);
+      await expectAllSessions(store);
+      await store.close();
+      expect(await oldSessionCounts(dir)).toEqual({ sessions: 0, sessionsByKey: 0, sessionsByExpiry: 0 });
+
+      // Opening again neither copies again nor loses anything, and the moved indexes work.
+      const again = newStore(dir);
+      await again.open();
+      await expectAllSessions(again);
+      expect([...(await again.replaceSessions('alice', tokenHash('new'), T0 + 5))].sort()).toEqual(
+        [tokenHash('a1'), tokenHash('a2')].sort(),
+      );
+      expect((await again.getSession(tokenHash('a3')))?.replacedAt).toBe(T0 + 1);
+      expect(await again.replaceSessions('bob', tokenHash('b1'), T0 + 5)).toEqual([]);
+      // a1 and the first 1,000 bulk sessions expire before T0 + 2,000.
+      expect(await again.purgeExpiredSessions(T0 + 2_000)).toBe(1_001);
+      expect(await again.getSession(tokenHash('a1'))).toBeNull();
+      expect(await again.getSession(tokenHash('t999'))).toBeNull();
+      expect(await again.getSession(tokenHash('t1000'))).not.toBeNull();
+      // Exactly one expiry entry per remaining session: nothing was indexed twice.
+      expect(await again.purgeExpiredSessions(Infinity)).toBe(all.length - 1_001);
+    });
+
+    it('redoes a move interrupted before the old databases were emptied, without duplicating anything', async () => {
+      const dir = await newDir();
+      await writeOldLayout(dir, all, [account]);
+      const first = newStore(dir);
+      await first.open();
+      await first.close();
+      // As if the process died after the copy was durable but before the old databases were emptied.
+      await writeOldLayout(dir, all);
+
+      const store = newStore(dir);
+      await store.open();
+      await expectAllSessions(store);
+      await store.close();
+      expect(await oldSessionCounts(dir)).toEqual({ sessions: 0, sessionsByKey: 0, sessionsByExpiry: 0 });
+      await store.open();
+      expect([...(await store.replaceSessions('alice', tokenHash('new'), T0 + 5))].sort()).toEqual(
+        [tokenHash('a1'), tokenHash('a2')].sort(),
+      );
+      expect(await store.purgeExpiredSessions(Infinity)).toBe(all.length);
+    });
+
+    it('is moved once when several processes open the old directory at the same time', async () => {
+      const dir = await newDir();
+      await writeOldLayout(dir, all, [account]);
+      const child = `
+        const [modulePath, dir] = process.argv.slice(1);
+        const { EmbeddedStore } = await import(modulePath);
+        const store = new EmbeddedStore({ dir });
+        await store.open();
+        await store.close();
+      `;
+      const runs = await Promise.all(
+        Array.from({ length: 3 }, () =>
+          runNode(['--input-type=module', '-e', child, path.join(ROOT, 'server/store/embedded.ts'), dir]),
+        ),
+      );
+      expect(runs.map((r) => r.exitCode)).toEqual([0, 0, 0]);
+      expect(await oldSessionCounts(dir)).toEqual({ sessions: 0, sessionsByKey: 0, sessionsByExpiry: 0 });
+      const store = newStore(dir);
+      await store.open();
+      await expectAllSessions(store);
+      expect(await store.purgeExpiredSessions(Infinity)).toBe(all.length);
+    });
+  });
 });
+
+/** A session as the version before the sessions environment kept it. */
+interface OldSession {
+  tokenHash: string;
+  key: string;
+  created: number;
+  expires: number;
+  replacedAt?: number;
+}
+
+/** Opens the main environment the way that version did. */
+function openMain(dir: string, readOnly = false): RootDatabase {
+  return open({ path: dir, noSubdir: false, maxDbs: 16, overlappingSync: !readOnly, readOnly });
+}
+
+/** Writes sessions (and accounts) into `dir` as that version did: in the main environment, hex keys, map values. */
+async function writeOldLayout(dir: string, sessions: OldSession[], accounts: Account[] = []): Promise<void> {
+  const root = openMain(dir);
+  try {
+    const records = root.openDB<OldSession, string>({ name: 'sessions' });
+    const byKey = root.openDB<string, string>({ name: 'sessionsByKey', dupSort: true, encoding: 'ordered-binary' });
+    const byExpiry = root.openDB<null, [number, string]>({ name: 'sessionsByExpiry' });
+    const accountsDb = root.openDB<Account, string>({ name: 'accounts' });
+    await root.transaction(() => {
+      for (const a of accounts) accountsDb.putSync(a.key, a);
+      for (const s of sessions) {
+        records.putSync(s.tokenHash, s);
+        byKey.putSync(s.key, s.tokenHash);
+        byExpiry.putSync([s.expires, s.tokenHash], null);
+      }
+    });
+    await root.flushed;
+  } finally {
+    await root.close();
+  }
+}
+
+/** Entries left in the old layout's session databases of the main environment; null when there are none. */
+async function oldSessionCounts(dir: string): Promise<Record<string, number> | null> {
+  const root = openMain(dir, true);
+  try {
+    // Read-only, openDB answers undefined for a database that does not exist (its types do not say so).
+    const sessions = root.openDB({ name: 'sessions' }) as RootDatabase | undefined;
+    if (!sessions) return null;
+    return {
+      sessions: sessions.getCount(),
+      sessionsByKey: root.openDB({ name: 'sessionsByKey', dupSort: true, encoding: 'ordered-binary' }).getCount(),
+      sessionsByExpiry: root.openDB({ name: 'sessionsByExpiry' }).getCount(),
+    };
+  } finally {
+    await root.close();
+  }
+}
+
+/**
+ * Opens the store as lmdb-js would after a reboot. LMDB_RESTORE=safe makes it keep only transactions marked
+ * as fsync'ed; without it, lmdb-js would also trust unsynced commits, because the boot id is unchanged, and a
+ * test could pass on a store that never waited for the disk. Both environments are opened inside open().
+ */
+async function openAsAfterReboot(store: EmbeddedStore): Promise<void> {
+  const saved = process.env.LMDB_RESTORE;
+  process.env.LMDB_RESTORE = 'safe';
+  try {
+    await store.open();
+  } finally {
+    if (saved === undefined) delete process.env.LMDB_RESTORE;
+    else process.env.LMDB_RESTORE = saved;
+  }
+}
 
 interface ChildRun {
   results: Array<{ id: string } & Extract<EnqueueResult, { seq: number }>>;
@@ -180,33 +433,51 @@ interface ChildRun {
 }
 
 /**
- * Runs test/support/embedded-enqueue-child.ts and collects every line it printed until its stdout closed.
+ * Runs test/support/embedded-enqueue-child.ts and collects every enqueue it reported until its stdout closed.
  * With `killAfter`, sends SIGKILL as soon as that many enqueues were reported; lines printed before the
  * signal landed are collected too, since each of them was also a resolved enqueue.
  */
-function runChild(args: string[], options: { killAfter?: number } = {}): Promise<ChildRun> {
+async function runChild(args: string[], options: { killAfter?: number } = {}): Promise<ChildRun> {
+  const run = await runNode([CHILD, ...args], options);
+  const results: ChildRun['results'] = [];
+  for (const line of run.lines) {
+    const parsed = JSON.parse(line) as { id: string } & EnqueueResult;
+    if (parsed.status !== 'queued') throw new Error(`child reported ${line}`);
+    results.push(parsed);
+  }
+  return { results, exitCode: run.exitCode, killedBy: run.killedBy };
+}
+
+interface NodeRun {
+  lines: string[];
+  exitCode: number | null;
+  killedBy: NodeJS.Signals | null;
+}
+
+/**
+ * Runs `node --import tsx ...args` from the repository root and collects every line it printed until its
+ * stdout closed. With `killAfter`, sends SIGKILL as soon as that many lines were read. stdout to a pipe is
+ * synchronous on Linux, so a line the parent has read was written after whatever the child awaited before it.
+ */
+function runNode(args: string[], options: { killAfter?: number } = {}): Promise<NodeRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const results: ChildRun['results'] = [];
+    const lines: string[] = [];
     let stderr = '';
-    let failure: Error | null = null;
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
     });
     createInterface({ input: child.stdout }).on('line', (line) => {
-      const parsed = JSON.parse(line) as { id: string } & EnqueueResult;
-      if (parsed.status !== 'queued') failure ??= new Error(`child reported ${line}`);
-      else results.push(parsed);
-      if (options.killAfter !== undefined && results.length === options.killAfter) child.kill('SIGKILL');
+      lines.push(line);
+      if (options.killAfter !== undefined && lines.length === options.killAfter) child.kill('SIGKILL');
     });
     child.on('error', reject);
     child.on('close', (exitCode, killedBy) => {
-      if (failure) reject(failure);
-      else if (killedBy !== 'SIGKILL' && exitCode !== 0) reject(new Error(`child failed (${exitCode}): ${stderr}`));
-      else resolve({ results, exitCode, killedBy });
+      if (killedBy !== 'SIGKILL' && exitCode !== 0) reject(new Error(`child failed (${exitCode}): ${stderr}`));
+      else resolve({ lines, exitCode, killedBy });
     });
   });
 }
