@@ -113,7 +113,7 @@ export class Accounts {
     const token = randomBytes(32).toString('base64url');
     const tokenHash = hashToken(token);
     const now = Date.now();
-    const session: SessionRecord = { tokenHash, key, created: now, expires: now + this.opts.sessionTtlMs };
+    const session: SessionRecord = { tokenHash, key, name: account.name, created: now, expires: now + this.opts.sessionTtlMs };
     await this.lock.run(key, async () => {
       await storeCall(() => this.store.putSession(session));
       const replaced = await storeCall(() => this.store.replaceSessions(key, tokenHash, now));
@@ -153,15 +153,14 @@ export class Accounts {
       session = cached;
     }
     if (!session || session.expires <= Date.now()) return null;
-    let name = this.known.get(session.key);
-    if (name === undefined) {
-      const account = await storeCall(() => this.store.getAccount(session.key));
-      if (!account) return null;
-      name = account.name;
-      this.known.set(session.key, name);
-    }
-    if (!session.replacedAt && !this.current.has(session.key)) this.current.set(session.key, tokenHash);
-    return { name, key: session.key, tokenHash, expires: session.expires, replaced: this.isReplaced(session.key, tokenHash, session) };
+    // Sessions carry the display name, so a socket's authentication reads one small record; older sessions
+    // without it cost an account read. Nothing is kept per authenticated session here: the hub's session
+    // object has what it needs, and whether a newer sign-in took over is decided from `current`, which only
+    // sign-ins in this process write (the store's `replacedAt` covers the rest).
+    const name = session.name ?? (await this.lookup(session.key));
+    if (name === null) return null;
+    // One string for both when the display name is its own key (most names), rather than two equal ones.
+    return { name: name === session.key ? session.key : name, key: session.key, tokenHash, expires: session.expires, replaced: this.isReplaced(session.key, tokenHash, session) };
   }
 
   /** Decided synchronously at the moment a socket opens, so two sockets of one name are never both live. */
@@ -185,8 +184,8 @@ export class Accounts {
    * Remembers a session whose socket just closed, so it can reconnect while the store is down. Sessions with a
    * live socket are not kept here: their socket's state has what is needed, and idle connections stay small.
    */
-  rememberSession(tokenHash: string, key: string, expires: number): void {
-    this.sessions.set(tokenHash, { tokenHash, key, created: 0, expires });
+  rememberSession(tokenHash: string, key: string, name: string, expires: number): void {
+    this.sessions.set(tokenHash, { tokenHash, key, name, created: 0, expires });
   }
 
   /** A session's socket opened: it no longer needs the outage cache. */
@@ -194,10 +193,6 @@ export class Accounts {
     this.sessions.delete(tokenHash);
   }
 
-  /** Remembers that an account exists (a live session proves it). */
-  remember(key: string, name: string): void {
-    this.known.set(key, name);
-  }
 }
 
 function checkPassword(password: unknown): asserts password is string {

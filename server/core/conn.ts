@@ -4,8 +4,6 @@
 export interface Conn {
   /** Process-unique connection id, for logs. */
   readonly id: number;
-  /** Remote address as text, for logs and rate limits. */
-  readonly address: string;
   /**
    * Sends one binary frame. The transport may hold it until the end of the event-loop turn to write a turn's
    * frames together; order is kept. Never drops silently: a socket over its backpressure limit is closed by

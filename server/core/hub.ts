@@ -68,29 +68,24 @@ interface Inflight {
 
 type Phase = 'hello' | 'draining' | 'live' | 'closed';
 
-let nextSessionId = 1;
-
 /**
- * One open, authenticated socket of one user. Kept small: tens of thousands of them sit idle, so the maps,
- * the queue of held messages and the child logger are only made when first needed.
+ * Milliseconds since this module loaded: the clock of the timestamps a session keeps. Small integers on
+ * purpose. V8 keeps an integer of up to 31 bits inline in an object, while a `Date.now()` value needs a
+ * 16-byte number box per field, and tens of thousands of idle sessions each keep several. After about 24 days
+ * of uptime the values outgrow that range; they stay correct, they just cost the boxes again.
  */
-export class Session {
-  readonly id = nextSessionId++;
-  phase: Phase = 'hello';
-  private inflightMap: Map<number, Inflight> | undefined;
-  nextTag = 1;
-  follows: Set<string> | undefined;
-  badFrames = 0;
-  floodStrikes = 0;
-  readonly openedAt = Date.now();
-  lastSeen = this.openedAt;
-  /** Frame-rate token bucket, inline (two numbers) rather than an object per session. */
-  tokens: number;
-  tokensAt = this.openedAt;
-  /** Drain state: last seq handed out, a write landed since the last fetch, the batch being acked. */
+const T0 = Date.now();
+/** Math.floor changes no value here (Date.now() is whole) but yields a small integer where `-` gives a box. */
+export const clock = (): number => Math.floor(Date.now() - T0);
+
+/** The state of draining a session's queue after `hello`: made then, dropped when the session turns live. */
+class Drain {
+  /** Last seq handed out. */
   cursor = 0;
+  /** A write to the queue landed since the last fetch. */
   dirty = false;
-  draining = false;
+  /** The drain loop is running (one per session at a time). */
+  running = false;
   /**
    * Set when the queue read empty but writes to it were still landing: from then on new messages wait in
    * `held`, in memory, instead of joining the queue, so the drain can finish even while senders keep sending.
@@ -98,8 +93,33 @@ export class Session {
    */
   settling = false;
   held: Inflight[] | undefined;
+  /** Messages of the current batch not yet acked, and what to call when that reaches 0. */
   batchLeft = 0;
   batchDone: (() => void) | undefined;
+}
+
+/**
+ * One open, authenticated socket of one user. Kept small: tens of thousands of them sit idle, so the drain
+ * state, the maps and the child logger are only made when needed, and times are small integers (see `clock`).
+ */
+export class Session {
+  phase: Phase = 'hello';
+  /** `clock()` at open, then at every frame after `hello`: the hello and idle timeouts run from it. */
+  lastSeen = clock();
+  /**
+   * Frame-rate token bucket, inline rather than an object per session, in thousandths of a frame so that the
+   * refill (elapsed ms x frames per second) stays an exact integer.
+   */
+  credit: number;
+  creditAt = this.lastSeen;
+  /** Session expiry in whole seconds on the `clock` (rounded down). */
+  readonly expiresSec: number;
+  badFrames = 0;
+  floodStrikes = 0;
+  nextTag = 1;
+  drain: Drain | undefined;
+  private inflightMap: Map<number, Inflight> | undefined;
+  follows: Set<string> | undefined;
   /** Receipts waiting for the end of this event-loop turn, by message id (see Hub.receipt). */
   receipts: Map<string, ReceiptItem> | undefined;
   private childLog: Logger | undefined;
@@ -109,11 +129,17 @@ export class Session {
     readonly name: string,
     readonly key: string,
     readonly tokenHash: string,
-    readonly expires: number,
+    expires: number,
     burst: number,
     private readonly parentLog: Logger,
   ) {
-    this.tokens = burst;
+    this.credit = burst * 1000;
+    this.expiresSec = Math.floor((expires - T0) / 1000);
+  }
+
+  /** Expiry as ms since the epoch (to the second, never later than the real one). */
+  get expires(): number {
+    return T0 + this.expiresSec * 1000;
   }
 
   /** Messages sent to this session and not yet acknowledged, by delivery tag. */
@@ -224,7 +250,6 @@ export class Hub {
     }
     const s = new Session(conn, auth.name, auth.key, auth.tokenHash, auth.expires, this.opts.frameBurst, this.log);
     this.online.set(auth.key, s);
-    this.accounts.remember(auth.key, auth.name);
     this.accounts.forgetSession(auth.tokenHash);
     if (!previous) this.announce(auth.key, auth.name, true);
     this.log.debug({ conn: conn.id, user: auth.name }, 'connected');
@@ -234,7 +259,8 @@ export class Hub {
   /** One binary frame from a session's socket. Never throws: bad input becomes an error frame or a close. */
   frame(s: Session, bytes: Uint8Array): void {
     if (s.phase === 'closed') return;
-    s.lastSeen = Date.now();
+    const now = clock();
+    if (s.phase !== 'hello') s.lastSeen = now;
     let f: ClientFrame | ChunkFrame;
     try {
       f = decodeClientFrame(bytes);
@@ -246,7 +272,7 @@ export class Hub {
       this.streams.chunk(s, f);
       return;
     }
-    if (!this.takeToken(s, s.lastSeen)) {
+    if (!this.takeToken(s, now)) {
       s.error({ code: 'RATE_LIMITED', message: 'too many frames; slow down', ref: f.t === Op.Send ? f.id : undefined });
       if (++s.floodStrikes > this.opts.frameBurst) this.detach(s, CloseCode.FLOOD, 'frame flood');
       return;
@@ -264,7 +290,7 @@ export class Hub {
 
   /** Text frames are not part of the protocol. */
   textFrame(s: Session): void {
-    s.lastSeen = Date.now();
+    if (s.phase !== 'hello' && s.phase !== 'closed') s.lastSeen = clock();
     this.badFrame(s, new ProtocolError('TEXT_FRAME', 'Parley speaks binary frames only'));
   }
 
@@ -319,6 +345,8 @@ export class Hub {
     });
     if (f.follow) this.follow(s, { t: Op.Follow, names: f.follow });
     s.phase = 'draining';
+    s.lastSeen = clock();
+    s.drain = new Drain();
     void this.runDrain(s);
   }
 
@@ -375,9 +403,9 @@ export class Hub {
     }
     const msg: Inflight = { fromKey: s.key, from: s.name, id: f.id, text: f.text, ts: Date.now() };
     const r = this.online.get(toKey);
-    if (r && (r.phase === 'live' || (r.phase === 'draining' && (r.settling || !this.storeUp)))) {
+    if (r && (r.phase === 'live' || (r.phase === 'draining' && (r.drain!.settling || !this.storeUp)))) {
       if (r.phase === 'live' || !this.storeUp) this.deliver(r, msg);
-      else (r.held ??= []).push(msg);
+      else (r.drain!.held ??= []).push(msg);
       this.remember(s.key, f.id, 'accepted');
       this.receipt(s, f.id, r.name, Delivery.Accepted);
       return;
@@ -405,10 +433,10 @@ export class Hub {
       to: toKey, from: msg.from, fromKey: msg.fromKey, id: msg.id, text: msg.text, ts: msg.ts,
     }, cap)));
     if (result.status === 'full') return 'full';
-    const r = this.online.get(toKey);
-    if (r) {
-      r.dirty = true;
-      if (r.phase === 'draining' && !r.draining) void this.runDrain(r);
+    const d = this.online.get(toKey)?.drain;
+    if (d) {
+      d.dirty = true;
+      if (!d.running) void this.runDrain(this.online.get(toKey)!);
     }
     return 'queued';
   }
@@ -421,7 +449,8 @@ export class Hub {
       s.inflight.delete(tag);
       if (m.seq !== undefined) {
         seqs.push(m.seq);
-        if (--s.batchLeft === 0) s.batchDone?.();
+        const d = s.drain;
+        if (d && --d.batchLeft === 0) d.batchDone?.();
       }
       this.remember(m.fromKey, m.id, 'delivered');
       this.receipt(this.online.get(m.fromKey), m.id, s.name, Delivery.Delivered);
@@ -470,31 +499,32 @@ export class Hub {
 
   /** Hands the session its queue, batch by batch, then turns it live. One loop per session at a time. */
   private async runDrain(s: Session): Promise<void> {
-    if (s.draining) return;
-    s.draining = true;
+    const d = s.drain;
+    if (!d || d.running) return;
+    d.running = true;
     try {
       while (s.phase === 'draining') {
-        s.dirty = false;
+        d.dirty = false;
         const batch = await storeCall(() =>
-          this.store.fetchQueue(s.key, s.cursor, this.opts.drainBatch, Date.now() - this.opts.retentionMs));
+          this.store.fetchQueue(s.key, d.cursor, this.opts.drainBatch, Date.now() - this.opts.retentionMs));
         if (s.phase !== 'draining') return;
         if (batch.length === 0) {
-          if (s.dirty || this.queueLock.busy(s.key)) {
+          if (d.dirty || this.queueLock.busy(s.key)) {
             // Writes are still landing: hold new messages in memory so they stop, then read what landed.
-            s.settling = true;
+            d.settling = true;
             await this.queueLock.run(s.key, async () => undefined);
             continue;
           }
           s.phase = 'live';
-          s.settling = false;
-          for (const m of s.held?.splice(0) ?? []) this.deliver(s, m);
+          s.drain = undefined;
+          for (const m of d.held?.splice(0) ?? []) this.deliver(s, m);
           this.log.debug({ conn: s.conn.id, user: s.name }, 'queue drained; live');
           return;
         }
-        const done = new Promise<void>((resolve) => (s.batchDone = resolve));
-        s.batchLeft = batch.length;
+        const done = new Promise<void>((resolve) => (d.batchDone = resolve));
+        d.batchLeft = batch.length;
         for (const q of batch) this.deliver(s, { fromKey: q.fromKey, from: q.from, id: q.id, text: q.text, ts: q.ts, seq: q.seq });
-        s.cursor = batch[batch.length - 1]!.seq;
+        d.cursor = batch[batch.length - 1]!.seq;
         await done;
       }
     } catch (err) {
@@ -506,13 +536,13 @@ export class Hub {
         s.log.error({ err }, 'queue drain failed');
       }
     } finally {
-      s.draining = false;
+      d.running = false;
     }
   }
 
   /** Writes what was in flight to a departed session back to its queue, in the order it was sent. */
   private requeue(s: Session): void {
-    const live = [...[...s.inflight.values()].filter((m) => m.seq === undefined), ...(s.held?.splice(0) ?? [])];
+    const live = [...[...s.inflight.values()].filter((m) => m.seq === undefined), ...(s.drain?.held?.splice(0) ?? [])];
     s.inflight.clear();
     if (live.length === 0) return;
     void this.queueLock.run(s.key, async () => {
@@ -563,7 +593,7 @@ export class Hub {
         await this.queueLock.run(to, () => storeCall(() => this.store.enqueue({ to, from: msg.from, fromKey: msg.fromKey, id: msg.id, text: msg.text, ts: msg.ts }, Number.MAX_SAFE_INTEGER)));
         this.forget(msg.fromKey, msg.id);
         const r = this.online.get(to);
-        if (r) r.dirty = true;
+        if (r?.drain) r.drain.dirty = true;
         this.receipt(this.online.get(msg.fromKey), msg.id, r?.name ?? to, Delivery.Queued);
       } catch {
         this.pendingRequeue.unshift(...items.slice(i));
@@ -594,8 +624,8 @@ export class Hub {
 
   private release(s: Session, abort: AbortReasonName): void {
     s.phase = 'closed';
-    this.accounts.rememberSession(s.tokenHash, s.key, s.expires);
-    s.batchDone?.();
+    this.accounts.rememberSession(s.tokenHash, s.key, s.name, s.expires);
+    s.drain?.batchDone?.();
     this.streams.sessionGone(s, abort);
     for (const key of s.follows ?? []) this.followers.get(key)?.delete(s);
     this.requeue(s);
@@ -637,23 +667,25 @@ export class Hub {
 
   /** Closes sessions that never said hello, expired, or went quiet. One timer for all sessions. */
   private sweep(): void {
-    const now = Date.now();
+    const now = clock();
     const cutoff = now - this.opts.idleTimeoutMs;
     const helloCutoff = now - this.opts.helloTimeoutMs;
+    const nowSec = Math.floor(now / 1000);
     for (const s of [...this.online.values()]) {
-      if (s.phase === 'hello' && s.openedAt < helloCutoff) {
+      if (s.phase === 'hello' && s.lastSeen < helloCutoff) {
         s.error({ code: 'VERSION_UNSUPPORTED', message: 'no hello received in time' });
         this.detach(s, CloseCode.VERSION, 'no hello');
-      } else if (s.expires <= now) this.detach(s, CloseCode.SESSION_ENDED, 'session expired');
+      } else if (s.expiresSec <= nowSec) this.detach(s, CloseCode.SESSION_ENDED, 'session expired');
       else if (s.lastSeen < cutoff) this.detach(s, CloseCode.IDLE, 'idle');
     }
   }
 
+  /** The session's frame-rate bucket (in thousandths of a frame, see `Session.credit`). */
   private takeToken(s: Session, now: number): boolean {
-    s.tokens = Math.min(this.opts.frameBurst, s.tokens + ((now - s.tokensAt) * this.opts.frameRate) / 1000);
-    s.tokensAt = now;
-    if (s.tokens < 1) return false;
-    s.tokens -= 1;
+    s.credit = Math.min(this.opts.frameBurst * 1000, s.credit + (now - s.creditAt) * this.opts.frameRate);
+    s.creditAt = now;
+    if (s.credit < 1000) return false;
+    s.credit -= 1000;
     return true;
   }
 

@@ -39,7 +39,6 @@ let nextConnId = 1;
 interface UserData {
   /** Set by the upgrade, handed to the hub at open, then dropped. */
   auth: Auth | undefined;
-  address: string;
   conn: UwsConn | undefined;
   session: Session | undefined;
 }
@@ -61,7 +60,7 @@ class UwsConn implements Conn {
   closed = false;
   private queued: Uint8Array[] | undefined;
 
-  constructor(private readonly ws: uWS.WebSocket<UserData>, readonly address: string) {}
+  constructor(private readonly ws: uWS.WebSocket<UserData>) {}
 
   send(bytes: Uint8Array): void {
     if (this.closed) return;
@@ -284,7 +283,6 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
       const origin = req.getHeader('origin');
       const host = req.getHeader('host');
       const token = tokenOf(req.getHeader('authorization'), req.getHeader('cookie'));
-      const address = text(res.getRemoteAddressAsText());
       let aborted = false;
       res.onAborted(() => (aborted = true));
       const refuse = (status: string, code: string, message: string): void => {
@@ -301,7 +299,7 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
         (auth) => {
           if (aborted) return;
           if (!auth) return refuse('401 Unauthorized', 'UNAUTHORIZED', 'session unknown or expired; sign in again');
-          res.cork(() => res.upgrade<UserData>({ auth, address, conn: undefined, session: undefined }, key, protocol, extensions, context));
+          res.cork(() => res.upgrade<UserData>({ auth, conn: undefined, session: undefined }, key, protocol, extensions, context));
         },
         (err: unknown) => {
           if (aborted) return;
@@ -314,7 +312,7 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
     open: (ws) => {
       sockets++;
       const data = ws.getUserData();
-      data.conn = new UwsConn(ws, data.address);
+      data.conn = new UwsConn(ws);
       data.session = hub.open(data.conn, data.auth!);
       data.auth = undefined;
     },
