@@ -3,7 +3,8 @@
  *
  *   text   N pairs exchange short messages (receipts on for Parley): messages/s, p50/p99, CPU of both sides,
  *          against a bare uWS relay (name in, name out) and the same relay on `ws`.
- *   idle   resident bytes per idle authenticated connection (10,000 by default) vs the bare uWS relay.
+ *   idle   bytes kept per idle authenticated connection (10,000 by default) vs the bare uWS relay: RSS after a
+ *          full GC at both ends, RSS 2 s after connecting without one, and the JS heap after a full GC.
  *   relay  MiB/s for 1 and 8 concurrent streams with end-to-end credit, and the server's peak RSS for two file
  *          sizes (to show it does not depend on the file size), vs the bare uWS relay forwarding the same chunks.
  *   store  enqueue and drain rates of each Store adapter.
@@ -18,11 +19,11 @@ import { hashToken } from '../server/core/accounts.ts';
 import { hashPassword } from '../server/core/passwords.ts';
 import { EmbeddedStore } from '../server/store/embedded.ts';
 import { nameKey } from '../shared/names.ts';
-import { rssBytes, startChild, stopChild, table, type Child, sleep } from './bench/lib.ts';
+import { memoryOf, startChild, stopChild, table, type Child, sleep } from './bench/lib.ts';
 import { runText, userName, connect, type Target } from './bench/text.ts';
 import { runRelay } from './bench/relay.ts';
 import { runStore } from './bench/store.ts';
-import { SERVER_NODE_FLAGS } from './server-flags.mjs';
+import { SERVER_ENV, SERVER_NODE_FLAGS } from './server-flags.mjs';
 
 const args = new Map<string, string>();
 for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
@@ -57,25 +58,32 @@ async function parley(users: number, env: Record<string, string> = {}): Promise<
     const token = `bench-token-${i}-${'x'.repeat(24)}`;
     tokens.set(name, token);
     writes.push(store.createAccount({ key: nameKey(name), name, passwordHash, created: now }));
-    writes.push(store.putSession({ tokenHash: hashToken(token), key: nameKey(name), created: now, expires: now + 86_400_000 }));
+    writes.push(store.putSession({ tokenHash: hashToken(token), key: nameKey(name), name, created: now, expires: now + 86_400_000 }));
   }
   await Promise.all(writes);
   await store.close();
   const child = await startChild('server/main.ts', {
-    // The flags `npm start` runs the server with (scripts/server-flags.mjs); BENCH_NODE_OPTIONS overrides.
-    NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS ?? SERVER_NODE_FLAGS.join(' '),
+    ...serverProcessEnv(),
     PORT: '0', DATA_DIR: dir, LOG_LEVEL: 'info', IDLE_TIMEOUT_SEC: '3600',
     // The benchmark's clients send far faster than a person; the per-connection flood limit would stop them.
-    FRAME_RATE: '10000000', FRAME_BURST: '10000000', ...env,
+    FRAME_RATE: '10000000', FRAME_BURST: '1000000', ...env,
   });
   children.push(child);
   return { kind: 'parley', port: child.port, pid: child.pid, tokens, child };
 }
 
-async function bare(kind: 'uws' | 'ws'): Promise<Target & { child: Child }> {
-  const child = await startChild(`scripts/bench/bare-${kind}.ts`);
+async function bare(kind: 'uws' | 'ws', env: Record<string, string> = {}): Promise<Target & { child: Child }> {
+  const child = await startChild(`scripts/bench/bare-${kind}.ts`, env);
   children.push(child);
   return { kind: 'bare', port: child.port, pid: child.pid, child };
+}
+
+/**
+ * The flags and environment `npm start` runs the server with (scripts/server-flags.mjs); BENCH_NODE_OPTIONS
+ * overrides the flags.
+ */
+function serverProcessEnv(): Record<string, string> {
+  return { ...SERVER_ENV, NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS ?? SERVER_NODE_FLAGS.join(' ') };
 }
 
 const mib = (b: number) => (b / 1024 / 1024).toFixed(1);
@@ -111,28 +119,109 @@ async function textSection(): Promise<void> {
   process.stdout.write('  target: Parley >= 0.70x the bare uWS relay\n');
 }
 
-async function idleSection(): Promise<void> {
-  const rows: Array<Array<string | number>> = [];
-  const perConn: Record<string, number> = {};
-  for (const [label, make] of [['bare uWS relay', () => bare('uws')], ['Parley', () => parley(idleCount)]] as const) {
-    const t = await make();
-    await sleep(500);
-    const before = rssBytes(t.pid);
-    const sockets = [];
-    // A few hundred at a time: fast, without a SYN flood the kernel would start dropping.
-    for (let i = 0; i < idleCount; i += 250) {
-      sockets.push(...(await Promise.all(Array.from({ length: Math.min(250, idleCount - i) }, (_, k) => connect(t, userName(i + k), userName((i + k) ^ 1))))));
-    }
-    await sleep(2000);
-    const after = rssBytes(t.pid);
-    for (const s of sockets) s.terminate();
-    await stopChild(t.child);
-    perConn[label] = (after - before) / idleCount;
-    rows.push([label, mib(before), mib(after), fixed(perConn[label]!)]);
+interface IdleRun { perConn: number; anon: number; file: number; at2s: number; heap: number; before: number; after: number }
+
+/** NODE_OPTIONS additions for the idle section's servers: the GC hook (scripts/bench/gc-hook.cjs). */
+const GC_HOOK = `--expose-gc --require ${join(import.meta.dirname, 'bench/gc-hook.cjs')}`;
+
+/**
+ * Runs a full GC in a server started with GC_HOOK, twice a second apart, then waits until its RSS held still
+ * for 3 s (at most 20 s): V8 sweeps and gives pages back after the collection itself, and glibc trims later.
+ */
+async function collect(c: Child): Promise<ReturnType<typeof memoryOf> & { heap: number }> {
+  const pid = c.pid;
+  process.kill(pid, 'SIGUSR2');
+  await sleep(1000);
+  c.gcHeapUsed = undefined;
+  process.kill(pid, 'SIGUSR2');
+  const samples = [memoryOf(pid)];
+  for (let i = 0; i < 80; i++) {
+    await sleep(250);
+    samples.push(memoryOf(pid));
+    const window = samples.slice(-13).map((m) => m.rss);
+    if (window.length === 13 && Math.max(...window) - Math.min(...window) < 64 * 1024) break;
   }
-  for (const row of rows) row.push((perConn[row[0] as string]! / perConn['bare uWS relay']!).toFixed(2) + 'x');
-  table(`idle: ${idleCount} authenticated idle connections (Parley: signed in and past hello)`,
-    ['server', 'RSS before MiB', 'RSS after MiB', 'bytes/conn', 'vs bare uWS'], rows);
+  for (let i = 0; c.gcHeapUsed === undefined; i++) {
+    if (i > 100) throw new Error('the server did not report its heap: was it started with GC_HOOK?');
+    await sleep(50);
+  }
+  return { ...samples[samples.length - 1]!, heap: c.gcHeapUsed };
+}
+
+/**
+ * One idle measurement: resident bytes the server gained per connection with `idleCount` authenticated
+ * connections open, split into anonymous memory (heap, malloc) and mapped file pages (for Parley, the
+ * embedded store's session file). Both ends are read after a full GC, once the server finished starting and
+ * once the connections are in, so what is counted is what they keep; the reading 2 s after the last connection
+ * opened, without a GC, is shown beside it and includes the garbage of opening them.
+ */
+async function idleRun(t: Target & { child: Child }): Promise<IdleRun> {
+  // Warm-up: a few connections come and go first, so one-time work on the first ones (V8 compiling the code
+  // paths, the store's first reads) is not counted per connection. The same for every server.
+  const warm = await Promise.all(Array.from({ length: Math.min(100, idleCount) }, (_, k) => connect(t, userName(k), userName(k ^ 1))));
+  await Promise.all(warm.map((ws) => new Promise((resolve) => {
+    ws.once('close', resolve);
+    ws.close();
+  })));
+  await sleep(1000);
+  const before = await collect(t.child);
+  const sockets = [];
+  // A few hundred at a time: fast, without a SYN flood the kernel would start dropping.
+  for (let i = 0; i < idleCount; i += 250) {
+    sockets.push(...(await Promise.all(Array.from({ length: Math.min(250, idleCount - i) }, (_, k) => connect(t, userName(i + k), userName((i + k) ^ 1))))));
+  }
+  await sleep(2000);
+  const at2s = memoryOf(t.pid);
+  const after = await collect(t.child);
+  for (const s of sockets) s.terminate();
+  await stopChild(t.child);
+  return {
+    perConn: (after.rss - before.rss) / idleCount,
+    anon: (after.anon - before.anon) / idleCount,
+    file: (after.file - before.file) / idleCount,
+    at2s: (at2s.rss - before.rss) / idleCount,
+    heap: (after.heap - before.heap) / idleCount,
+    before: before.rss,
+    after: after.rss,
+  };
+}
+
+async function idleSection(): Promise<void> {
+  // The bare relay as a plain `node` process is the baseline the target is set against. The same relay under
+  // the process settings Parley runs with (scripts/server-flags.mjs) is shown beside it, so that what those
+  // settings save is not mistaken for what Parley's own code saves.
+  const withHook = (env: Record<string, string>) => ({ ...env, NODE_OPTIONS: `${env.NODE_OPTIONS ?? ''} ${GC_HOOK}`.trim() });
+  const targets = [
+    ['bare uWS relay', () => bare('uws', withHook({}))],
+    ["bare uWS relay, Parley's process settings", () => bare('uws', withHook(serverProcessEnv()))],
+    ['Parley', () => parley(idleCount, withHook(serverProcessEnv()))],
+  ] as const;
+  const runs = new Map<string, IdleRun[]>();
+  for (let i = 0; i < repeat; i++) {
+    for (const [label, make] of targets) runs.set(label, [...(runs.get(label) ?? []), await idleRun(await make())]);
+  }
+  const perConn: Record<string, number> = {};
+  const at2s: Record<string, number> = {};
+  const heap: Record<string, number> = {};
+  const rows: Array<Array<string | number>> = [];
+  for (const [label] of targets) {
+    const all = runs.get(label)!;
+    const r = median(all, (x) => x.perConn);
+    perConn[label] = r.perConn;
+    at2s[label] = median(all, (x) => x.at2s).at2s;
+    heap[label] = median(all, (x) => x.heap).heap;
+    rows.push([label, mib(r.before), mib(r.after), `${fixed(r.perConn)} (${all.map((x) => fixed(x.perConn)).join('/')})`, fixed(r.anon), fixed(r.file), fixed(at2s[label]!), fixed(heap[label]!)]);
+  }
+  for (const row of rows) {
+    const label = row[0] as string;
+    const vs = (m: Record<string, number>) => (m[label]! / m['bare uWS relay']!).toFixed(2) + 'x';
+    row.push(vs(perConn), vs(at2s), vs(heap));
+  }
+  table(`idle: ${idleCount} authenticated idle connections (Parley: signed in and past hello), RSS kept per connection (full GC at both ends), median of ${repeat} interleaved runs`,
+    ['server', 'RSS before MiB', 'RSS after MiB', 'bytes/conn (runs)', 'of which anon', 'of which file', 'at 2 s, no GC', 'JS heap', 'vs bare uWS', 'at 2 s vs bare', 'JS heap vs bare'], rows);
+  process.stdout.write('  bytes/conn: RSS kept per connection, full GC at both ends; at 2 s, no GC: RSS 2 s after the last connection\n' +
+    '  opened, garbage of opening them included; JS heap: heap in use after a full GC, from inside the process.\n' +
+    '  RSS moves by a few MiB with V8\'s and glibc\'s timing (a negative figure is that noise); the JS heap is stable.\n');
   process.stdout.write('  target: Parley <= 2x the bare uWS relay\n');
 }
 

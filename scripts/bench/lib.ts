@@ -3,7 +3,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
-export interface Child { proc: ChildProcess; port: number; pid: number }
+export interface Child {
+  proc: ChildProcess;
+  port: number;
+  pid: number;
+  /** JS heap in use after the last GC the bench asked for (scripts/bench/gc-hook.cjs), when it printed one. */
+  gcHeapUsed?: number;
+}
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -13,11 +19,13 @@ export function startChild(entry: string, env: Record<string, string> = {}): Pro
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {
+    let child: Child | undefined;
     createInterface({ input: proc.stdout! }).on('line', (line) => {
       try {
-        const o = JSON.parse(line) as { port?: number; url?: string; msg?: string };
+        const o = JSON.parse(line) as { port?: number; url?: string; msg?: string; gcHeapUsed?: number };
+        if (child && typeof o.gcHeapUsed === 'number') child.gcHeapUsed = o.gcHeapUsed;
         const port = o.port ?? (o.url ? Number(new URL(o.url).port) : undefined);
-        if (port) resolve({ proc, port, pid: proc.pid! });
+        if (port && !child) resolve((child = { proc, port, pid: proc.pid! }));
       } catch { /* not JSON */ }
     });
     proc.on('exit', (code) => reject(new Error(`${entry} exited with ${code} before listening`)));
@@ -33,6 +41,13 @@ export async function stopChild(c: Child): Promise<void> {
 
 export function rssBytes(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+}
+
+/** Resident memory split into anonymous memory (heap, malloc) and mapped files (shared libraries, LMDB's file). */
+export function memoryOf(pid: number): { rss: number; anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) * 1024;
+  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') + kb('RssShmem') };
 }
 
 /** CPU seconds (user + system) a process has used so far. */

@@ -1,0 +1,12 @@
+/**
+ * Preloaded (`--require`) into every server process of the benchmark's idle section, Parley and the bare relays
+ * alike, together with --expose-gc: SIGUSR2 runs a full garbage collection and prints the JS heap then in use
+ * as one JSON line on stdout (`{"gcHeapUsed":N}`). The bench reads resident memory after one at both ends, so
+ * it counts what idle connections keep rather than the garbage of opening them. Never loaded by `npm start`.
+ */
+'use strict';
+process.on('SIGUSR2', () => {
+  if (typeof global.gc !== 'function') return;
+  global.gc();
+  process.stdout.write(JSON.stringify({ gcHeapUsed: process.memoryUsage().heapUsed }) + '\n');
+});
