@@ -31,7 +31,8 @@ export interface SignedIn { name: string; key: string; token: string; tokenHash:
 export interface Auth {
   name: string;
   key: string;
-  tokenHash: string;
+  /** The session's in-memory id (see `sessionId`). */
+  sid: string;
   expires: number;
   /** True when a newer sign-in took this session over: the socket is told so and closed at once. */
   replaced: boolean;
@@ -40,6 +41,19 @@ export interface Auth {
 export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
+
+/**
+ * What the server keeps in memory to tell sessions apart: the first 128 bits of the token hash as a
+ * 16-character one-byte string, 32 bytes of heap per session where the hex hash takes 80. Still unguessable:
+ * it keys the outage cache below, and a token whose hash shares another session's first 128 bits would take
+ * about 2^128 tries to find.
+ */
+export function sessionId(tokenHash: string): string {
+  return Buffer.from(tokenHash.slice(0, 32), 'hex').toString('latin1');
+}
+
+/** What the outage cache keeps of a session whose socket closed. */
+type CachedSession = Pick<SessionRecord, 'key' | 'name' | 'expires' | 'replacedAt'>;
 
 /** Wraps store calls so an outage becomes the coded error clients understand. */
 export async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
@@ -57,14 +71,14 @@ export class Accounts {
   private readonly lock = new KeyedMutex();
   /** Display names of accounts known to exist, by key: spares the store a read per message. */
   private readonly known = new Map<string, string>();
-  /** Sessions recently validated against the store, by token hash, oldest first (outage fallback). */
-  private readonly sessions = new RecentMap<string, SessionRecord>(100_000);
-  /** The current session per name key, as decided by the last completed sign-in in this process. */
+  /** Sessions whose socket closed, by session id, oldest first (outage fallback). */
+  private readonly sessions = new RecentMap<string, CachedSession>(100_000);
+  /** The current session id per name key, as decided by the last completed sign-in in this process. */
   private readonly current = new Map<string, string>();
   /** Called after a sign-in replaced older sessions: the hub closes their sockets. */
-  onTakeover: (key: string, currentTokenHash: string) => void = () => {};
+  onTakeover: (key: string, currentSid: string) => void = () => {};
   /** Called after a sign-out: the hub closes that session's socket. */
-  onSignOut: (key: string, tokenHash: string) => void = () => {};
+  onSignOut: (key: string, sid: string) => void = () => {};
 
   constructor(private readonly store: Store, private readonly opts: AccountsOptions, private readonly log: Logger) {
     const perMinute = opts.signinFailuresPerMinute / 60;
@@ -117,10 +131,11 @@ export class Accounts {
     await this.lock.run(key, async () => {
       await storeCall(() => this.store.putSession(session));
       const replaced = await storeCall(() => this.store.replaceSessions(key, tokenHash, now));
-      for (const h of replaced) this.sessions.delete(h);
-      this.current.set(key, tokenHash);
+      for (const h of replaced) this.sessions.delete(sessionId(h));
+      const sid = sessionId(tokenHash);
+      this.current.set(key, sid);
       this.log.info({ user: account.name, replaced: replaced.length }, 'signed in');
-      this.onTakeover(key, tokenHash);
+      this.onTakeover(key, sid);
     });
     return { name: account.name, key, token, tokenHash, expires: session.expires };
   }
@@ -130,9 +145,10 @@ export class Accounts {
     const session = await storeCall(() => this.store.getSession(tokenHash));
     if (!session) return;
     await storeCall(() => this.store.deleteSession(tokenHash));
-    this.sessions.delete(tokenHash);
-    if (this.current.get(session.key) === tokenHash) this.current.delete(session.key);
-    this.onSignOut(session.key, tokenHash);
+    const sid = sessionId(tokenHash);
+    this.sessions.delete(sid);
+    if (this.current.get(session.key) === sid) this.current.delete(session.key);
+    this.onSignOut(session.key, sid);
   }
 
   /**
@@ -143,12 +159,13 @@ export class Accounts {
   async authenticate(token: string): Promise<Auth | null> {
     if (token.length < 16 || token.length > 128) return null;
     const tokenHash = hashToken(token);
-    let session: SessionRecord | null;
+    const sid = sessionId(tokenHash);
+    let session: CachedSession | null;
     try {
       session = await this.store.getSession(tokenHash);
-      if (!session) this.sessions.delete(tokenHash);
+      if (!session) this.sessions.delete(sid);
     } catch (err) {
-      const cached = this.sessions.get(tokenHash);
+      const cached = this.sessions.get(sid);
       if (!(err instanceof StoreUnavailableError) || !cached) return storeCall(() => Promise.reject(err));
       session = cached;
     }
@@ -160,14 +177,14 @@ export class Accounts {
     const name = session.name ?? (await this.lookup(session.key));
     if (name === null) return null;
     // One string for both when the display name is its own key (most names), rather than two equal ones.
-    return { name: name === session.key ? session.key : name, key: session.key, tokenHash, expires: session.expires, replaced: this.isReplaced(session.key, tokenHash, session) };
+    return { name: name === session.key ? session.key : name, key: session.key, sid, expires: session.expires, replaced: this.isReplaced(session.key, sid, session) };
   }
 
   /** Decided synchronously at the moment a socket opens, so two sockets of one name are never both live. */
-  isReplaced(key: string, tokenHash: string, session?: SessionRecord): boolean {
+  isReplaced(key: string, sid: string, session?: CachedSession): boolean {
     if (session?.replacedAt) return true;
     const cur = this.current.get(key);
-    return cur !== undefined && cur !== tokenHash;
+    return cur !== undefined && cur !== sid;
   }
 
   /** Display name for a key: from memory, else from the store. Null when no account has that name. */
@@ -184,13 +201,13 @@ export class Accounts {
    * Remembers a session whose socket just closed, so it can reconnect while the store is down. Sessions with a
    * live socket are not kept here: their socket's state has what is needed, and idle connections stay small.
    */
-  rememberSession(tokenHash: string, key: string, name: string, expires: number): void {
-    this.sessions.set(tokenHash, { tokenHash, key, name, created: 0, expires });
+  rememberSession(sid: string, key: string, name: string, expires: number): void {
+    this.sessions.set(sid, { key, name, expires });
   }
 
   /** A session's socket opened: it no longer needs the outage cache. */
-  forgetSession(tokenHash: string): void {
-    this.sessions.delete(tokenHash);
+  forgetSession(sid: string): void {
+    this.sessions.delete(sid);
   }
 
 }

@@ -98,9 +98,23 @@ class Drain {
   batchDone: (() => void) | undefined;
 }
 
+/** What a session needs once it does more than sit idle (messages, receipts, follows, bad frames): made on first use. */
+class Activity {
+  nextTag = 1;
+  /** Messages sent to this session and not yet acknowledged, by delivery tag. */
+  inflight: Map<number, Inflight> | undefined;
+  /** Receipts waiting for the end of this event-loop turn, by message id (see Hub.receipt). */
+  receipts: Map<string, ReceiptItem> | undefined;
+  follows: Set<string> | undefined;
+  badFrames = 0;
+  floodStrikes = 0;
+  log: Logger | undefined;
+}
+
 /**
- * One open, authenticated socket of one user. Kept small: tens of thousands of them sit idle, so the drain
- * state, the maps and the child logger are only made when needed, and times are small integers (see `clock`).
+ * One open, authenticated socket of one user. Kept small: tens of thousands of them sit idle, so what only
+ * activity needs (see `Activity`) and the drain state are made when needed, the session is known by a short
+ * id (see `sessionId`), and times are small integers (see `clock`).
  */
 export class Session {
   phase: Phase = 'hello';
@@ -114,27 +128,25 @@ export class Session {
   creditAt = this.lastSeen;
   /** Session expiry in whole seconds on the `clock` (rounded down). */
   readonly expiresSec: number;
-  badFrames = 0;
-  floodStrikes = 0;
-  nextTag = 1;
   drain: Drain | undefined;
-  private inflightMap: Map<number, Inflight> | undefined;
-  follows: Set<string> | undefined;
-  /** Receipts waiting for the end of this event-loop turn, by message id (see Hub.receipt). */
-  receipts: Map<string, ReceiptItem> | undefined;
-  private childLog: Logger | undefined;
+  /** See `Activity`; `activity` makes it. */
+  act: Activity | undefined;
 
   constructor(
     readonly conn: Conn,
     readonly name: string,
     readonly key: string,
-    readonly tokenHash: string,
+    readonly sid: string,
     expires: number,
     burst: number,
     private readonly parentLog: Logger,
   ) {
     this.credit = burst * 1000;
     this.expiresSec = Math.floor((expires - T0) / 1000);
+  }
+
+  get activity(): Activity {
+    return (this.act ??= new Activity());
   }
 
   /** Expiry as ms since the epoch (to the second, never later than the real one). */
@@ -144,11 +156,11 @@ export class Session {
 
   /** Messages sent to this session and not yet acknowledged, by delivery tag. */
   get inflight(): Map<number, Inflight> {
-    return (this.inflightMap ??= new Map());
+    return (this.activity.inflight ??= new Map());
   }
 
   get log(): Logger {
-    return (this.childLog ??= this.parentLog.child({ conn: this.conn.id, user: this.name }));
+    return (this.activity.log ??= this.parentLog.child({ conn: this.conn.id, user: this.name }));
   }
 
   send(frame: ServerFrame): void {
@@ -192,9 +204,9 @@ export class Hub {
   ) {
     this.recent = new RecentMap(opts.dedupEntries);
     accounts.onTakeover = (key, current) => this.takeover(key, current);
-    accounts.onSignOut = (key, tokenHash) => {
+    accounts.onSignOut = (key, sid) => {
       const s = this.online.get(key);
-      if (s?.tokenHash === tokenHash) this.detach(s, CloseCode.SESSION_ENDED, 'signed out');
+      if (s?.sid === sid) this.detach(s, CloseCode.SESSION_ENDED, 'signed out');
     };
     this.streams = new StreamRelay(opts.streams, (key) => this.online.get(key), (key) => accounts.lookup(key), log);
     this.handlers = {
@@ -233,7 +245,7 @@ export class Hub {
       return undefined;
     }
     // Decided synchronously: a newer sign-in may have completed while this upgrade was authenticating.
-    if (auth.replaced || this.accounts.isReplaced(auth.key, auth.tokenHash)) {
+    if (auth.replaced || this.accounts.isReplaced(auth.key, auth.sid)) {
       conn.send(encodeFrame({ t: Op.Takeover, message: 'signed in elsewhere' }));
       conn.close(CloseCode.TAKEOVER, 'signed in elsewhere');
       this.log.info({ conn: conn.id, user: auth.name }, 'replaced session turned away');
@@ -241,16 +253,16 @@ export class Hub {
     }
     const previous = this.online.get(auth.key);
     if (previous) {
-      if (previous.tokenHash === auth.tokenHash) {
+      if (previous.sid === auth.sid) {
         this.detach(previous, CloseCode.REPLACED, 'replaced by a newer connection of this session', AbortReason.RECIPIENT_DISCONNECTED);
       } else {
         previous.send({ t: Op.Takeover, message: 'signed in elsewhere' });
         this.detach(previous, CloseCode.TAKEOVER, 'signed in elsewhere', AbortReason.TAKEOVER);
       }
     }
-    const s = new Session(conn, auth.name, auth.key, auth.tokenHash, auth.expires, this.opts.frameBurst, this.log);
+    const s = new Session(conn, auth.name, auth.key, auth.sid, auth.expires, this.opts.frameBurst, this.log);
     this.online.set(auth.key, s);
-    this.accounts.forgetSession(auth.tokenHash);
+    this.accounts.forgetSession(auth.sid);
     if (!previous) this.announce(auth.key, auth.name, true);
     this.log.debug({ conn: conn.id, user: auth.name }, 'connected');
     return s;
@@ -274,7 +286,7 @@ export class Hub {
     }
     if (!this.takeToken(s, now)) {
       s.error({ code: 'RATE_LIMITED', message: 'too many frames; slow down', ref: f.t === Op.Send ? f.id : undefined });
-      if (++s.floodStrikes > this.opts.frameBurst) this.detach(s, CloseCode.FLOOD, 'frame flood');
+      if (++s.activity.floodStrikes > this.opts.frameBurst) this.detach(s, CloseCode.FLOOD, 'frame flood');
       return;
     }
     if (s.phase === 'hello' && f.t !== Op.Hello) {
@@ -356,23 +368,25 @@ export class Hub {
    */
   private receipt(s: Session | undefined, id: string, to: string, state: Delivery): void {
     if (!s || s.phase === 'closed') return;
-    if (!s.receipts) {
-      s.receipts = new Map();
+    const a = s.activity;
+    if (!a.receipts) {
+      a.receipts = new Map();
       this.receiptsDue.push(s);
       if (this.receiptsDue.length === 1) setImmediate(this.flushReceipts);
     }
-    const prev = s.receipts.get(id);
+    const prev = a.receipts.get(id);
     if (prev) {
       prev[1] = to;
       prev[2] = state;
-    } else s.receipts.set(id, [id, to, state]);
+    } else a.receipts.set(id, [id, to, state]);
   }
 
   private readonly flushReceipts = (): void => {
     const due = this.receiptsDue.splice(0);
     for (const s of due) {
-      const items = [...s.receipts!.values()];
-      s.receipts = undefined;
+      const a = s.activity;
+      const items = [...a.receipts!.values()];
+      a.receipts = undefined;
       if (s.phase === 'closed') continue;
       for (let i = 0; i < items.length; i += 1000) s.send({ t: Op.Receipt, items: items.slice(i, i + 1000) });
     }
@@ -464,8 +478,9 @@ export class Hub {
   }
 
   private follow(s: Session, f: FollowFrame): void {
-    for (const key of s.follows ?? []) this.followers.get(key)?.delete(s);
-    s.follows = new Set();
+    const a = s.activity;
+    for (const key of a.follows ?? []) this.followers.get(key)?.delete(s);
+    const follows = (a.follows = new Set());
     for (const raw of f.names) {
       const name = normalizeName(raw);
       if (!name) {
@@ -473,7 +488,7 @@ export class Hub {
         continue;
       }
       const key = nameKey(name);
-      s.follows.add(key);
+      follows.add(key);
       let set = this.followers.get(key);
       if (!set) this.followers.set(key, (set = new Set()));
       set.add(s);
@@ -490,7 +505,7 @@ export class Hub {
   // Delivery
 
   private deliver(r: Session, m: Inflight): void {
-    const tag = r.nextTag++;
+    const tag = r.activity.nextTag++;
     r.inflight.set(tag, m);
     r.send(m.seq === undefined
       ? { t: Op.Message, tag, id: m.id, from: m.from, text: m.text, ts: m.ts }
@@ -542,8 +557,9 @@ export class Hub {
 
   /** Writes what was in flight to a departed session back to its queue, in the order it was sent. */
   private requeue(s: Session): void {
-    const live = [...[...s.inflight.values()].filter((m) => m.seq === undefined), ...(s.drain?.held?.splice(0) ?? [])];
-    s.inflight.clear();
+    const inflight = s.act?.inflight;
+    const live = [...[...(inflight?.values() ?? [])].filter((m) => m.seq === undefined), ...(s.drain?.held?.splice(0) ?? [])];
+    inflight?.clear();
     if (live.length === 0) return;
     void this.queueLock.run(s.key, async () => {
       for (const [i, m] of live.entries()) {
@@ -607,9 +623,9 @@ export class Hub {
   // Takeover, presence, closing
 
   /** A sign-in for `key` completed: the live socket of any other session of that name is told and closed. */
-  private takeover(key: string, currentTokenHash: string): void {
+  private takeover(key: string, currentSid: string): void {
     const s = this.online.get(key);
-    if (!s || s.tokenHash === currentTokenHash) return;
+    if (!s || s.sid === currentSid) return;
     s.send({ t: Op.Takeover, message: 'signed in elsewhere' });
     this.detach(s, CloseCode.TAKEOVER, 'signed in elsewhere', AbortReason.TAKEOVER);
   }
@@ -624,10 +640,10 @@ export class Hub {
 
   private release(s: Session, abort: AbortReasonName): void {
     s.phase = 'closed';
-    this.accounts.rememberSession(s.tokenHash, s.key, s.name, s.expires);
+    this.accounts.rememberSession(s.sid, s.key, s.name, s.expires);
     s.drain?.batchDone?.();
     this.streams.sessionGone(s, abort);
-    for (const key of s.follows ?? []) this.followers.get(key)?.delete(s);
+    for (const key of s.act?.follows ?? []) this.followers.get(key)?.delete(s);
     this.requeue(s);
     if (this.online.get(s.key) === s) {
       this.online.delete(s.key);
@@ -696,7 +712,7 @@ export class Hub {
       s.log.error({ err }, 'frame decoding failed unexpectedly');
       s.error({ code: 'INTERNAL', message: 'internal error' });
     }
-    if (++s.badFrames > this.opts.maxBadFrames) this.detach(s, CloseCode.PROTOCOL, 'too many malformed frames');
+    if (++s.activity.badFrames > this.opts.maxBadFrames) this.detach(s, CloseCode.PROTOCOL, 'too many malformed frames');
   }
 
   private handlerError(s: Session, err: unknown, ref?: string | number): void {
