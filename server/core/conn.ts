@@ -1,5 +1,7 @@
 /**
- * What the core needs of a connection. The uWS adapter implements it; the core never sees a uWS object.
+ * What the core needs of a connection. The uWS adapter implements it, as the subclass of `Session` it makes
+ * for each socket (one object per connection rather than a session holding a separate connection object:
+ * tens of thousands of them sit idle). The core never sees a uWS object.
  */
 export interface Conn {
   /** Process-unique connection id, for logs. */
@@ -9,12 +11,12 @@ export interface Conn {
    * frames together; order is kept. Never drops silently: a socket over its backpressure limit is closed by
    * the transport, and the close path requeues whatever was in flight to it.
    */
-  send(bytes: Uint8Array): void;
+  write(bytes: Uint8Array): void;
   /**
    * Sends bytes that are only valid during this call (a relayed chunk, still in uWS's receive buffer) now,
-   * after anything `send` queued before, so order is kept.
+   * after anything `write` queued before, so order is kept.
    */
   forward(bytes: Uint8Array): void;
-  /** Closes with a code and a short reason. Idempotent; later sends are ignored. */
-  close(code: number, reason: string): void;
+  /** Closes with a code and a short reason. Idempotent; later writes are ignored. */
+  end(code: number, reason: string): void;
 }

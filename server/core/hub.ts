@@ -115,8 +115,10 @@ class Activity {
  * One open, authenticated socket of one user. Kept small: tens of thousands of them sit idle, so what only
  * activity needs (see `Activity`) and the drain state are made when needed, the session is known by a short
  * id (see `sessionId`), and times are small integers (see `clock`).
+ *
+ * Abstract: the transport's subclass is also the socket (`Conn`), so a connection is one object.
  */
-export class Session {
+export abstract class Session implements Conn {
   phase: Phase = 'hello';
   /** `clock()` at open, then at every frame after `hello`: the hello and idle timeouts run from it. */
   lastSeen = clock();
@@ -132,18 +134,25 @@ export class Session {
   /** See `Activity`; `activity` makes it. */
   act: Activity | undefined;
 
-  constructor(
-    readonly conn: Conn,
-    readonly name: string,
-    readonly key: string,
-    readonly sid: string,
-    expires: number,
-    burst: number,
-    private readonly parentLog: Logger,
-  ) {
+  readonly name: string;
+  readonly key: string;
+  readonly sid: string;
+
+  /** `burst`: the frame-rate bucket starts full (`HubOptions.frameBurst`). */
+  constructor(auth: Auth, burst: number) {
+    this.name = auth.name;
+    this.key = auth.key;
+    this.sid = auth.sid;
     this.credit = burst * 1000;
-    this.expiresSec = Math.floor((expires - T0) / 1000);
+    this.expiresSec = Math.floor((auth.expires - T0) / 1000);
   }
+
+  abstract readonly id: number;
+  abstract write(bytes: Uint8Array): void;
+  abstract forward(bytes: Uint8Array): void;
+  abstract end(code: number, reason: string): void;
+  /** The logger the session's own (child) logger derives from. */
+  protected abstract get rootLog(): Logger;
 
   get activity(): Activity {
     return (this.act ??= new Activity());
@@ -160,11 +169,11 @@ export class Session {
   }
 
   get log(): Logger {
-    return (this.activity.log ??= this.parentLog.child({ conn: this.conn.id, user: this.name }));
+    return (this.activity.log ??= this.rootLog.child({ conn: this.id, user: this.name }));
   }
 
   send(frame: ServerFrame): void {
-    if (this.phase !== 'closed') this.conn.send(encodeFrame(frame));
+    if (this.phase !== 'closed') this.write(encodeFrame(frame));
   }
 
   error(err: { code: AppError['code']; message: string; ref?: string | number | undefined }): void {
@@ -226,6 +235,11 @@ export class Hub {
     this.sweeper.unref();
   }
 
+  /** What a new session's frame-rate bucket starts with (see `Session`'s constructor). */
+  get frameBurst(): number {
+    return this.opts.frameBurst;
+  }
+
   get onlineCount(): number {
     return this.online.size;
   }
@@ -237,35 +251,39 @@ export class Hub {
   // ------------------------------------------------------------------------------------------------------
   // Connection lifecycle (called by the transport)
 
-  /** A socket finished its upgrade. Returns the session, or undefined when the socket was turned away. */
-  open(conn: Conn, auth: Auth): Session | undefined {
+  /**
+   * A socket finished its upgrade: `s` is its session, made by the transport from `auth`. Returns false when
+   * the socket was turned away (told why and closed; the session is then already `closed`).
+   */
+  open(s: Session, auth: Auth): boolean {
+    const turnAway = (frame: ServerFrame, code: number, reason: string): false => {
+      s.write(encodeFrame(frame));
+      s.phase = 'closed';
+      s.end(code, reason);
+      return false;
+    };
     if (this.state !== 'running') {
-      conn.send(encodeFrame({ t: Op.Shutdown, message: 'server is shutting down' }));
-      conn.close(CloseCode.GOING_AWAY, 'shutting down');
-      return undefined;
+      return turnAway({ t: Op.Shutdown, message: 'server is shutting down' }, CloseCode.GOING_AWAY, 'shutting down');
     }
     // Decided synchronously: a newer sign-in may have completed while this upgrade was authenticating.
-    if (auth.replaced || this.accounts.isReplaced(auth.key, auth.sid)) {
-      conn.send(encodeFrame({ t: Op.Takeover, message: 'signed in elsewhere' }));
-      conn.close(CloseCode.TAKEOVER, 'signed in elsewhere');
-      this.log.info({ conn: conn.id, user: auth.name }, 'replaced session turned away');
-      return undefined;
+    if (auth.replaced || this.accounts.isReplaced(s.key, s.sid)) {
+      this.log.info({ conn: s.id, user: s.name }, 'replaced session turned away');
+      return turnAway({ t: Op.Takeover, message: 'signed in elsewhere' }, CloseCode.TAKEOVER, 'signed in elsewhere');
     }
-    const previous = this.online.get(auth.key);
+    const previous = this.online.get(s.key);
     if (previous) {
-      if (previous.sid === auth.sid) {
+      if (previous.sid === s.sid) {
         this.detach(previous, CloseCode.REPLACED, 'replaced by a newer connection of this session', AbortReason.RECIPIENT_DISCONNECTED);
       } else {
         previous.send({ t: Op.Takeover, message: 'signed in elsewhere' });
         this.detach(previous, CloseCode.TAKEOVER, 'signed in elsewhere', AbortReason.TAKEOVER);
       }
     }
-    const s = new Session(conn, auth.name, auth.key, auth.sid, auth.expires, this.opts.frameBurst, this.log);
-    this.online.set(auth.key, s);
-    this.accounts.forgetSession(auth.sid);
-    if (!previous) this.announce(auth.key, auth.name, true);
-    this.log.debug({ conn: conn.id, user: auth.name }, 'connected');
-    return s;
+    this.online.set(s.key, s);
+    this.accounts.forgetSession(s.sid);
+    if (!previous) this.announce(s.key, s.name, true);
+    this.log.debug({ conn: s.id, user: s.name }, 'connected');
+    return true;
   }
 
   /** One binary frame from a session's socket. Never throws: bad input becomes an error frame or a close. */
@@ -533,7 +551,7 @@ export class Hub {
           s.phase = 'live';
           s.drain = undefined;
           for (const m of d.held?.splice(0) ?? []) this.deliver(s, m);
-          this.log.debug({ conn: s.conn.id, user: s.name }, 'queue drained; live');
+          this.log.debug({ conn: s.id, user: s.name }, 'queue drained; live');
           return;
         }
         const done = new Promise<void>((resolve) => (d.batchDone = resolve));
@@ -635,7 +653,7 @@ export class Hub {
     if (s.phase === 'closed') return;
     s.log.debug({ code, reason }, 'closing');
     this.release(s, abort);
-    s.conn.close(code, reason);
+    s.end(code, reason);
   }
 
   private release(s: Session, abort: AbortReasonName): void {
@@ -658,7 +676,7 @@ export class Hub {
     const set = this.followers.get(key);
     if (!set) return;
     const bytes = encodeFrame({ t: Op.Presence, name, online });
-    for (const f of set) if (f.phase !== 'closed') f.conn.send(bytes);
+    for (const f of set) if (f.phase !== 'closed') f.write(bytes);
   }
 
   /**

@@ -136,7 +136,7 @@ export class StreamRelay {
       return;
     }
     st.sent += length;
-    st.recipient.conn.forward(c.bytes);
+    st.recipient.forward(c.bytes);
   }
 
   end(s: Session, f: StreamEndFrame): void {
@@ -179,7 +179,7 @@ export class StreamRelay {
     if (allowed === 0) return;
     st.granted += allowed;
     // Credit is latency-critical (the sender may be waiting on it): out now, not at the end of the turn.
-    if (st.sender.phase !== 'closed') st.sender.conn.forward(encodeFrame({ t: Op.StreamGranted, sid: st.sid, bytes: allowed }));
+    if (st.sender.phase !== 'closed') st.sender.forward(encodeFrame({ t: Op.StreamGranted, sid: st.sid, bytes: allowed }));
   }
 
   private abort(st: Stream, reason: AbortReasonName, message: string): void {

@@ -1,15 +1,14 @@
 /**
  * The uWebSockets.js adapter: HTTP API, static files, health, and the WebSocket endpoint. Thin on purpose:
  * it copies what it needs out of `req` synchronously, registers `onAborted` before any await, corks async
- * writes, and hands the core typed user data and `Conn` objects. No protocol logic lives here.
+ * writes, and hands the core one `Session` per socket that is also its `Conn`. No protocol logic lives here.
  */
 import uWS from 'uWebSockets.js';
 import { CHUNK_HEADER_BYTES } from '../../shared/chunk.ts';
 import type { Config } from '../config.ts';
 import type { Accounts, Auth } from '../core/accounts.ts';
-import type { Conn } from '../core/conn.ts';
 import { AppError } from '../core/errors.ts';
-import type { Hub, Session } from '../core/hub.ts';
+import { Session, type Hub } from '../core/hub.ts';
 import type { Logger } from '../core/logger.ts';
 import { StaticFiles } from './static.ts';
 
@@ -32,6 +31,12 @@ export function assertNativeUws(): void {
 
 let nextConnId = 1;
 
+/** A socket's session as the transport holds it: the core's `Session`, made here (see `startTransport`). */
+type SocketSession = Session & {
+  /** uWS reported the socket closed: later writes are dropped. */
+  gone(): void;
+};
+
 /**
  * The socket's typed user data. A plain object on purpose: uWS copies the own properties of what `upgrade`
  * is given into a fresh object, so a class's methods would be lost.
@@ -39,63 +44,18 @@ let nextConnId = 1;
 interface UserData {
   /** Set by the upgrade, handed to the hub at open, then dropped. */
   auth: Auth | undefined;
-  conn: UwsConn | undefined;
-  session: Session | undefined;
+  session: SocketSession | undefined;
 }
 
-/** Connections with frames waiting for the end of this event-loop turn. */
-const dirty: UwsConn[] = [];
+/** Sessions with frames waiting for the end of this event-loop turn. */
+const dirty: Array<{ flush(): void }> = [];
 
 function flushAll(): void {
   for (const c of dirty.splice(0)) c.flush();
 }
 
-/**
- * Frames to a socket are queued and written once per event-loop turn inside one cork: a message fans out from
- * the sender's handler to the recipient's socket, which uWS does not cork, so writing at once would cost a
- * syscall per frame.
- */
-class UwsConn implements Conn {
-  readonly id = nextConnId++;
-  closed = false;
-  private queued: Uint8Array[] | undefined;
-
-  constructor(private readonly ws: uWS.WebSocket<UserData>) {}
-
-  send(bytes: Uint8Array): void {
-    if (this.closed) return;
-    if (this.queued) {
-      this.queued.push(bytes);
-      return;
-    }
-    this.queued = [bytes];
-    if (dirty.push(this) === 1) setImmediate(flushAll);
-  }
-
-  forward(bytes: Uint8Array): void {
-    if (this.closed) return;
-    this.flush();
-    this.ws.send(bytes, true);
-  }
-
-  flush(): void {
-    const frames = this.queued;
-    if (!frames || this.closed) return;
-    this.queued = undefined;
-    this.ws.cork(() => {
-      for (const f of frames) this.ws.send(f, true);
-    });
-  }
-
-  close(code: number, reason: string): void {
-    if (this.closed) return;
-    this.flush(); // a takeover notice or shutdown frame goes out before the close
-    this.closed = true;
-    this.ws.end(code, reason);
-  }
-
-
-}
+/** `queued` of a session whose socket closed: a marker rather than one more field per connection. */
+const CLOSED: Uint8Array[] = [];
 
 export interface Transport {
   port: number;
@@ -137,6 +97,66 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
   const app = tls ? uWS.SSLApp({ cert_file_name: config.tls!.cert, key_file_name: config.tls!.key }) : uWS.App();
   const statics = new StaticFiles(config.clientDir, log);
   let sockets = 0;
+
+  /**
+   * A socket's session and connection in one object (see core/conn.ts): tens of thousands sit idle, and one
+   * object per connection is smaller than two. Made per transport so that it can log through this transport's
+   * logger without a field for it.
+   *
+   * Frames are queued and written once per event-loop turn inside one cork: a message fans out from the
+   * sender's handler to the recipient's socket, which uWS does not cork, so writing at once would cost a
+   * syscall per frame.
+   */
+  class UwsSession extends Session implements SocketSession {
+    readonly id = nextConnId++;
+    /** Frames waiting for the end of this turn; CLOSED once the socket closed or was ended. */
+    private queued: Uint8Array[] | undefined;
+
+    constructor(private readonly ws: uWS.WebSocket<UserData>, auth: Auth) {
+      super(auth, hub.frameBurst);
+    }
+
+    protected get rootLog(): Logger {
+      return log;
+    }
+
+    write(bytes: Uint8Array): void {
+      const q = this.queued;
+      if (q === CLOSED) return;
+      if (q) {
+        q.push(bytes);
+        return;
+      }
+      this.queued = [bytes];
+      if (dirty.push(this) === 1) setImmediate(flushAll);
+    }
+
+    forward(bytes: Uint8Array): void {
+      if (this.queued === CLOSED) return;
+      this.flush();
+      this.ws.send(bytes, true);
+    }
+
+    flush(): void {
+      const frames = this.queued;
+      if (!frames || frames === CLOSED) return;
+      this.queued = undefined;
+      this.ws.cork(() => {
+        for (const f of frames) this.ws.send(f, true);
+      });
+    }
+
+    end(code: number, reason: string): void {
+      if (this.queued === CLOSED) return;
+      this.flush(); // a takeover notice or shutdown frame goes out before the close
+      this.queued = CLOSED;
+      this.ws.end(code, reason);
+    }
+
+    gone(): void {
+      this.queued = CLOSED;
+    }
+  }
 
   /** The server's own origin as the browser sees it, derived from Host unless configured. */
   const originAllowed = (origin: string, host: string): boolean => {
@@ -299,7 +319,7 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
         (auth) => {
           if (aborted) return;
           if (!auth) return refuse('401 Unauthorized', 'UNAUTHORIZED', 'session unknown or expired; sign in again');
-          res.cork(() => res.upgrade<UserData>({ auth, conn: undefined, session: undefined }, key, protocol, extensions, context));
+          res.cork(() => res.upgrade<UserData>({ auth, session: undefined }, key, protocol, extensions, context));
         },
         (err: unknown) => {
           if (aborted) return;
@@ -312,9 +332,10 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
     open: (ws) => {
       sockets++;
       const data = ws.getUserData();
-      data.conn = new UwsConn(ws);
-      data.session = hub.open(data.conn, data.auth!);
+      const auth = data.auth!;
       data.auth = undefined;
+      // A session the hub turns away is already `closed`; frames it sends later are ignored.
+      hub.open((data.session = new UwsSession(ws, auth)), auth);
     },
     message: (ws, message, isBinary) => {
       const { session } = ws.getUserData();
@@ -326,9 +347,10 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
     },
     close: (ws, code) => {
       sockets--;
-      const data = ws.getUserData();
-      if (data.conn) data.conn.closed = true;
-      if (data.session) hub.closed(data.session, code);
+      const { session } = ws.getUserData();
+      if (!session) return;
+      session.gone();
+      hub.closed(session, code);
     },
   });
 
