@@ -3,8 +3,8 @@
  *
  *   text   N pairs exchange short messages (receipts on for Parley): messages/s, p50/p99, CPU of both sides,
  *          against a bare uWS relay (name in, name out) and the same relay on `ws`.
- *   idle   bytes kept per idle authenticated connection (10,000 by default) vs the bare uWS relay: RSS after a
- *          full GC at both ends, RSS 2 s after connecting without one, and the JS heap after a full GC.
+ *   idle   resident bytes per idle authenticated connection (10,000 by default) vs the bare uWS relay: the
+ *          slope of RSS (each reading after a full GC) as connections are added, and the JS heap per connection.
  *   relay  MiB/s for 1 and 8 concurrent streams with end-to-end credit, and the server's peak RSS for two file
  *          sizes (to show it does not depend on the file size), vs the bare uWS relay forwarding the same chunks.
  *   store  enqueue and drain rates of each Store adapter.
@@ -13,6 +13,7 @@
  * Every server runs as its own process (children of this one) so CPU and memory are its own.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import type WebSocket from 'ws';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hashToken } from '../server/core/accounts.ts';
@@ -119,27 +120,35 @@ async function textSection(): Promise<void> {
   process.stdout.write('  target: Parley >= 0.70x the bare uWS relay\n');
 }
 
-interface IdleRun { perConn: number; anon: number; file: number; at2s: number; heap: number; before: number; after: number }
+interface IdleRun {
+  /** Resident bytes one more idle connection costs: see `idleRun`. */
+  marginal: number;
+  /** RSS gained from no connections to all of them, per connection: start-up slack and one-time costs included. */
+  overall: number;
+  /** Mapped file pages gained from no connections to all of them, per connection. */
+  file: number;
+  /** JS heap one more connection keeps: the same slope, of the heap in use after each GC. */
+  heap: number;
+  before: number;
+  after: number;
+}
 
 /** NODE_OPTIONS additions for the idle section's servers: the GC hook (scripts/bench/gc-hook.cjs). */
 const GC_HOOK = `--expose-gc --require ${join(import.meta.dirname, 'bench/gc-hook.cjs')}`;
 
 /**
- * Runs a full GC in a server started with GC_HOOK, twice a second apart, then waits until its RSS held still
- * for 3 s (at most 20 s): V8 sweeps and gives pages back after the collection itself, and glibc trims later.
+ * Runs a full GC in a server started with GC_HOOK and waits until its RSS held still for 2 s (at most 15 s):
+ * V8 sweeps and gives pages back after the collection itself, and glibc trims later.
  */
 async function collect(c: Child): Promise<ReturnType<typeof memoryOf> & { heap: number }> {
-  const pid = c.pid;
-  process.kill(pid, 'SIGUSR2');
-  await sleep(1000);
   c.gcHeapUsed = undefined;
-  process.kill(pid, 'SIGUSR2');
-  const samples = [memoryOf(pid)];
-  for (let i = 0; i < 80; i++) {
+  process.kill(c.pid, 'SIGUSR2');
+  const samples = [memoryOf(c.pid)];
+  for (let i = 0; i < 60; i++) {
     await sleep(250);
-    samples.push(memoryOf(pid));
-    const window = samples.slice(-13).map((m) => m.rss);
-    if (window.length === 13 && Math.max(...window) - Math.min(...window) < 64 * 1024) break;
+    samples.push(memoryOf(c.pid));
+    const window = samples.slice(-9).map((m) => m.rss);
+    if (window.length === 9 && Math.max(...window) - Math.min(...window) < 64 * 1024) break;
   }
   for (let i = 0; c.gcHeapUsed === undefined; i++) {
     if (i > 100) throw new Error('the server did not report its heap: was it started with GC_HOOK?');
@@ -148,81 +157,89 @@ async function collect(c: Child): Promise<ReturnType<typeof memoryOf> & { heap: 
   return { ...samples[samples.length - 1]!, heap: c.gcHeapUsed };
 }
 
+/** Least-squares slope of y over x. */
+function slope(points: Array<[number, number]>): number {
+  const mean = (f: (p: [number, number]) => number) => points.reduce((a, p) => a + f(p), 0) / points.length;
+  const mx = mean(([x]) => x);
+  const my = mean(([, y]) => y);
+  return mean(([x, y]) => (x - mx) * (y - my)) / mean(([x]) => (x - mx) ** 2);
+}
+
 /**
- * One idle measurement: resident bytes the server gained per connection with `idleCount` authenticated
- * connections open, split into anonymous memory (heap, malloc) and mapped file pages (for Parley, the
- * embedded store's session file). Both ends are read after a full GC, once the server finished starting and
- * once the connections are in, so what is counted is what they keep; the reading 2 s after the last connection
- * opened, without a GC, is shown beside it and includes the garbage of opening them.
+ * One idle measurement. Connections open in tenths of `idleCount`; after each tenth the server runs a full GC
+ * and its RSS is read once it holds still. What one more idle connection costs is the slope of those readings
+ * from 40% to 100% of the connections: a fresh process first fills memory it already holds (freed start-up
+ * garbage, allocator slack; the bare relay's RSS barely moves for its first few thousand connections), and
+ * Parley's first connections make the store's session file resident once, whatever their number. The overall
+ * gain from none to all is shown too, slack and one-time costs included.
  */
 async function idleRun(t: Target & { child: Child }): Promise<IdleRun> {
-  // Warm-up: a few connections come and go first, so one-time work on the first ones (V8 compiling the code
-  // paths, the store's first reads) is not counted per connection. The same for every server.
-  const warm = await Promise.all(Array.from({ length: Math.min(100, idleCount) }, (_, k) => connect(t, userName(k), userName(k ^ 1))));
-  await Promise.all(warm.map((ws) => new Promise((resolve) => {
-    ws.once('close', resolve);
-    ws.close();
-  })));
   await sleep(1000);
   const before = await collect(t.child);
-  const sockets = [];
-  // A few hundred at a time: fast, without a SYN flood the kernel would start dropping.
-  for (let i = 0; i < idleCount; i += 250) {
-    sockets.push(...(await Promise.all(Array.from({ length: Math.min(250, idleCount - i) }, (_, k) => connect(t, userName(i + k), userName((i + k) ^ 1))))));
+  const readings: Array<[number, number]> = [];
+  const heapReadings: Array<[number, number]> = [];
+  const tenth = Math.ceil(idleCount / 10);
+  const sockets: WebSocket[] = [];
+  let after = before;
+  while (sockets.length < idleCount) {
+    const target = Math.min(idleCount, sockets.length + tenth);
+    // A few hundred at a time: fast, without a SYN flood the kernel would start dropping.
+    while (sockets.length < target) {
+      const from: number = sockets.length;
+      sockets.push(...(await Promise.all(Array.from({ length: Math.min(250, target - from) }, (_, k) => connect(t, userName(from + k), userName((from + k) ^ 1))))));
+    }
+    after = await collect(t.child);
+    readings.push([sockets.length, after.rss]);
+    heapReadings.push([sockets.length, after.heap]);
   }
-  await sleep(2000);
-  const at2s = memoryOf(t.pid);
-  const after = await collect(t.child);
   for (const s of sockets) s.terminate();
   await stopChild(t.child);
+  const last60 = ([n]: [number, number]) => n >= 0.4 * idleCount;
   return {
-    perConn: (after.rss - before.rss) / idleCount,
-    anon: (after.anon - before.anon) / idleCount,
+    marginal: slope(readings.filter(last60)),
+    overall: (after.rss - before.rss) / idleCount,
     file: (after.file - before.file) / idleCount,
-    at2s: (at2s.rss - before.rss) / idleCount,
-    heap: (after.heap - before.heap) / idleCount,
+    heap: slope(heapReadings.filter(last60)),
     before: before.rss,
     after: after.rss,
   };
 }
 
 async function idleSection(): Promise<void> {
-  // The bare relay as a plain `node` process is the baseline the target is set against. The same relay under
-  // the process settings Parley runs with (scripts/server-flags.mjs) is shown beside it, so that what those
-  // settings save is not mistaken for what Parley's own code saves.
+  // The bare relay runs as a plain `node` process. Under Parley's process settings (scripts/server-flags.mjs)
+  // it has more slack to fill first: at 10,000 connections its RSS has not started to grow yet, so that row
+  // would say nothing (at 18,000 it grew by about 700-800 bytes per more connection, like the plain one).
   const withHook = (env: Record<string, string>) => ({ ...env, NODE_OPTIONS: `${env.NODE_OPTIONS ?? ''} ${GC_HOOK}`.trim() });
   const targets = [
     ['bare uWS relay', () => bare('uws', withHook({}))],
-    ["bare uWS relay, Parley's process settings", () => bare('uws', withHook(serverProcessEnv()))],
     ['Parley', () => parley(idleCount, withHook(serverProcessEnv()))],
   ] as const;
   const runs = new Map<string, IdleRun[]>();
   for (let i = 0; i < repeat; i++) {
     for (const [label, make] of targets) runs.set(label, [...(runs.get(label) ?? []), await idleRun(await make())]);
   }
-  const perConn: Record<string, number> = {};
-  const at2s: Record<string, number> = {};
+  const marginal: Record<string, number> = {};
   const heap: Record<string, number> = {};
   const rows: Array<Array<string | number>> = [];
   for (const [label] of targets) {
     const all = runs.get(label)!;
-    const r = median(all, (x) => x.perConn);
-    perConn[label] = r.perConn;
-    at2s[label] = median(all, (x) => x.at2s).at2s;
+    const r = median(all, (x) => x.marginal);
+    marginal[label] = r.marginal;
     heap[label] = median(all, (x) => x.heap).heap;
-    rows.push([label, mib(r.before), mib(r.after), `${fixed(r.perConn)} (${all.map((x) => fixed(x.perConn)).join('/')})`, fixed(r.anon), fixed(r.file), fixed(at2s[label]!), fixed(heap[label]!)]);
+    rows.push([label, `${mib(r.before)} -> ${mib(r.after)}`, `${fixed(r.marginal)} (${all.map((x) => fixed(x.marginal)).join('/')})`,
+      `${fixed(r.overall)} (${all.map((x) => fixed(x.overall)).join('/')})`, fixed(r.file), fixed(heap[label]!)]);
   }
   for (const row of rows) {
     const label = row[0] as string;
     const vs = (m: Record<string, number>) => (m[label]! / m['bare uWS relay']!).toFixed(2) + 'x';
-    row.push(vs(perConn), vs(at2s), vs(heap));
+    row.push(vs(marginal), vs(heap));
   }
-  table(`idle: ${idleCount} authenticated idle connections (Parley: signed in and past hello), RSS kept per connection (full GC at both ends), median of ${repeat} interleaved runs`,
-    ['server', 'RSS before MiB', 'RSS after MiB', 'bytes/conn (runs)', 'of which anon', 'of which file', 'at 2 s, no GC', 'JS heap', 'vs bare uWS', 'at 2 s vs bare', 'JS heap vs bare'], rows);
-  process.stdout.write('  bytes/conn: RSS kept per connection, full GC at both ends; at 2 s, no GC: RSS 2 s after the last connection\n' +
-    '  opened, garbage of opening them included; JS heap: heap in use after a full GC, from inside the process.\n' +
-    '  RSS moves by a few MiB with V8\'s and glibc\'s timing (a negative figure is that noise); the JS heap is stable.\n');
-  process.stdout.write('  target: Parley <= 2x the bare uWS relay\n');
+  table(`idle: ${idleCount} authenticated idle connections (Parley: signed in and past hello), median of ${repeat} interleaved runs`,
+    ['server', 'RSS MiB', 'bytes per more conn (runs)', 'overall bytes/conn (runs)', 'of which file', 'JS heap/conn', 'vs bare uWS', 'JS heap vs bare'], rows);
+  process.stdout.write('  bytes per more conn: slope of RSS over the last 60% of the connections, each reading after a full GC;\n' +
+    '  overall: RSS gained from none to all (allocator slack and one-time costs included, so small or even negative\n' +
+    '  for a fresh process); JS heap/conn: the same slope of the heap in use after each GC, from inside the process.\n');
+  process.stdout.write('  target: Parley <= 2x the bare uWS relay (bytes per more connection)\n');
 }
 
 async function relaySection(): Promise<void> {
