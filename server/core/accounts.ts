@@ -73,6 +73,12 @@ export class Accounts {
   private readonly known = new Map<string, string>();
   /** Sessions whose socket closed, by session id, oldest first (outage fallback). */
   private readonly sessions = new RecentMap<string, CachedSession>(100_000);
+  /**
+   * Sessions signed out in this process, by session id (bounded: what matters is the moment around the sign-out).
+   * A socket that authenticated just before the sign-out must not open, and the closing socket must not put
+   * its session into the outage cache.
+   */
+  private readonly ended = new RecentMap<string, true>(10_000);
   /** The current session id per name key, as decided by the last completed sign-in in this process. */
   private readonly current = new Map<string, string>();
   /** Called after a sign-in replaced older sessions: the hub closes their sockets. */
@@ -146,6 +152,7 @@ export class Accounts {
     if (!session) return;
     await storeCall(() => this.store.deleteSession(tokenHash));
     const sid = sessionId(tokenHash);
+    this.ended.set(sid, true);
     this.sessions.delete(sid);
     if (this.current.get(session.key) === sid) this.current.delete(session.key);
     this.onSignOut(session.key, sid);
@@ -187,6 +194,11 @@ export class Accounts {
     return cur !== undefined && cur !== sid;
   }
 
+  /** True when this session was signed out in this process (a socket that authenticated just before must not open). */
+  isEnded(sid: string): boolean {
+    return this.ended.get(sid) === true;
+  }
+
   /** Display name for a key: from memory, else from the store. Null when no account has that name. */
   async lookup(key: string): Promise<string | null> {
     const cached = this.known.get(key);
@@ -202,6 +214,7 @@ export class Accounts {
    * live socket are not kept here: their socket's state has what is needed, and idle connections stay small.
    */
   rememberSession(sid: string, key: string, name: string, expires: number): void {
+    if (this.isEnded(sid)) return; // its socket is closing because it signed out
     this.sessions.set(sid, { key, name, expires });
   }
 

@@ -76,7 +76,7 @@ type Phase = 'hello' | 'draining' | 'live' | 'closed';
  */
 const T0 = Date.now();
 /** Math.floor changes no value here (Date.now() is whole) but yields a small integer where `-` gives a box. */
-export const clock = (): number => Math.floor(Date.now() - T0);
+const clock = (): number => Math.floor(Date.now() - T0);
 
 /** The state of draining a session's queue after `hello`: made then, dropped when the session turns live. */
 class Drain {
@@ -256,8 +256,8 @@ export class Hub {
    * the socket was turned away (told why and closed; the session is then already `closed`).
    */
   open(s: Session, auth: Auth): boolean {
-    const turnAway = (frame: ServerFrame, code: number, reason: string): false => {
-      s.write(encodeFrame(frame));
+    const turnAway = (frame: ServerFrame | undefined, code: number, reason: string): false => {
+      if (frame) s.write(encodeFrame(frame));
       s.phase = 'closed';
       s.end(code, reason);
       return false;
@@ -265,7 +265,9 @@ export class Hub {
     if (this.state !== 'running') {
       return turnAway({ t: Op.Shutdown, message: 'server is shutting down' }, CloseCode.GOING_AWAY, 'shutting down');
     }
-    // Decided synchronously: a newer sign-in may have completed while this upgrade was authenticating.
+    // Decided synchronously: a sign-out or a newer sign-in may have completed while this upgrade was
+    // authenticating.
+    if (this.accounts.isEnded(s.sid)) return turnAway(undefined, CloseCode.SESSION_ENDED, 'signed out');
     if (auth.replaced || this.accounts.isReplaced(s.key, s.sid)) {
       this.log.info({ conn: s.id, user: s.name }, 'replaced session turned away');
       return turnAway({ t: Op.Takeover, message: 'signed in elsewhere' }, CloseCode.TAKEOVER, 'signed in elsewhere');
@@ -320,7 +322,8 @@ export class Hub {
 
   /** Text frames are not part of the protocol. */
   textFrame(s: Session): void {
-    if (s.phase !== 'hello' && s.phase !== 'closed') s.lastSeen = clock();
+    if (s.phase === 'closed') return;
+    if (s.phase !== 'hello') s.lastSeen = clock();
     this.badFrame(s, new ProtocolError('TEXT_FRAME', 'Parley speaks binary frames only'));
   }
 
@@ -435,9 +438,10 @@ export class Hub {
     }
     const msg: Inflight = { fromKey: s.key, from: s.name, id: f.id, text: f.text, ts: Date.now() };
     const r = this.online.get(toKey);
-    if (r && (r.phase === 'live' || (r.phase === 'draining' && (r.drain!.settling || !this.storeUp)))) {
+    const d = r?.phase === 'draining' ? r.drain : undefined;
+    if (r && (r.phase === 'live' || (d && (d.settling || !this.storeUp)))) {
       if (r.phase === 'live' || !this.storeUp) this.deliver(r, msg);
-      else (r.drain!.held ??= []).push(msg);
+      else (d!.held ??= []).push(msg);
       this.remember(s.key, f.id, 'accepted');
       this.receipt(s, f.id, r.name, Delivery.Accepted);
       return;

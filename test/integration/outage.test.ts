@@ -3,7 +3,8 @@
  * stopped mid-traffic and started again, which a real MongoDB cannot be from inside a test.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { register, signIn } from '../../client/sdk/http.ts';
+import WebSocket from 'ws';
+import { register, signIn, signOut } from '../../client/sdk/http.ts';
 import { Harness, PASSWORD } from '../support/harness.ts';
 
 const h = new Harness('mongodb');
@@ -111,6 +112,30 @@ describe.skipIf(!!process.env.MONGODB_URI)('store outage (MongoDB stand-in stopp
     const again = h.client(server, token);
     await again.connect();
     expect(again.state).toBe('open');
+  });
+
+  it('a session signed out while its socket was open cannot reconnect during an outage', async () => {
+    const mongo = await h.mongo();
+    const server = await h.server();
+    const token = await h.account(server, 'alice');
+    const client = h.client(server, token);
+    await client.connect();
+    const ended = new Promise<void>((resolve) => client.on('state', ({ to }) => to === 'closed' && resolve()));
+    await signOut({ baseUrl: server.url }, token);
+    await ended;
+    expect(client.closedReason).toBe('session-ended');
+    mongo.kill();
+    // The upgrade is refused (the store cannot vouch for the token and the session is not cached), not opened.
+    const status = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/ws`, { headers: { Authorization: `Bearer ${token}` } });
+      ws.once('open', () => {
+        ws.terminate();
+        resolve(101);
+      });
+      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.once('error', reject);
+    });
+    expect(status).toBe(503);
   });
 });
 
