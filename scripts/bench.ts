@@ -34,7 +34,7 @@ const seconds = Number(args.get('seconds') ?? 5);
 const idleCount = Number(args.get('idle') ?? 10_000);
 const relayMib = Number(args.get('relay-mib') ?? 512);
 const window = Number(args.get('window') ?? 16);
-/** Text and relay rows run this many times, interleaved, and report the median: single runs vary by +-20% here. */
+/** Text, idle and relay rows run this many times, interleaved, and report the median: single runs vary by +-20% here. */
 const repeat = Number(args.get('repeat') ?? 3);
 
 function median<T>(runs: T[], by: (r: T) => number): T {

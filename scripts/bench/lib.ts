@@ -33,7 +33,7 @@ export function startChild(entry: string, env: Record<string, string> = {}): Pro
 }
 
 export async function stopChild(c: Child): Promise<void> {
-  if (c.proc.exitCode !== null) return;
+  if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
   const exited = new Promise((r) => c.proc.once('exit', r));
   c.proc.kill('SIGKILL');
   await exited;

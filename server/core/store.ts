@@ -19,7 +19,7 @@ export interface Account {
 }
 
 export interface SessionRecord {
-  /** SHA-256 of the bearer token, hex. The token itself is never stored. */
+  /** SHA-256 of the bearer token: 64 lower-case hex characters. The token itself is never stored. */
   tokenHash: string;
   /** Name key of the account. */
   key: string;
