@@ -252,15 +252,14 @@ export class Hub {
   // Connection lifecycle (called by the transport)
 
   /**
-   * A socket finished its upgrade: `s` is its session, made by the transport from `auth`. Returns false when
-   * the socket was turned away (told why and closed; the session is then already `closed`).
+   * A socket finished its upgrade: `s` is its session, made by the transport from `auth`. A socket
+   * turned away is told why and closed, and its session is `closed` from then on.
    */
-  open(s: Session, auth: Auth): boolean {
-    const turnAway = (frame: ServerFrame | undefined, code: number, reason: string): false => {
+  open(s: Session, auth: Auth): void {
+    const turnAway = (frame: ServerFrame | undefined, code: number, reason: string): void => {
       if (frame) s.write(encodeFrame(frame));
       s.phase = 'closed';
       s.end(code, reason);
-      return false;
     };
     if (this.state !== 'running') {
       return turnAway({ t: Op.Shutdown, message: 'server is shutting down' }, CloseCode.GOING_AWAY, 'shutting down');
@@ -285,7 +284,6 @@ export class Hub {
     this.accounts.forgetSession(s.sid);
     if (!previous) this.announce(s.key, s.name, true);
     this.log.debug({ conn: s.id, user: s.name }, 'connected');
-    return true;
   }
 
   /** One binary frame from a session's socket. Never throws: bad input becomes an error frame or a close. */
