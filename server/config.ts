@@ -4,7 +4,9 @@
  * and a check that fails start-up with a clear message on nonsense. README.md's configuration table lists the
  * same settings; `SETTINGS` below is the source of both.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import type { LogLevel } from './core/logger.ts';
 
@@ -23,6 +25,8 @@ export interface Config {
   clientDir: string;
   sessionTtlMs: number;
   queueCap: number;
+  roomHistory: number;
+  roomMembers: number;
   retentionMs: number;
   idleTimeoutMs: number;
   frameRate: number;
@@ -31,8 +35,20 @@ export interface Config {
   maxChunkBytes: number;
   maxStreamsPerUser: number;
   streamWindowBytes: number;
+  streamMemoryBytes: number;
+  streamResumeMs: number;
   scryptCost: number;
+  registrationsPerMinute: number;
   shutdownTimeoutMs: number;
+  /**
+   * NATS server URL(s), comma-separated, when this process is one node of several; undefined for one node with no
+   * bus (the in-process router).
+   */
+  natsUrl: string | undefined;
+  /** This node's id in logs, health and bus subjects: `NODE_ID`, else random per start. */
+  nodeId: string;
+  /** Peer addresses whose `X-Forwarded-For` is believed for per-address limits (`TRUSTED_PROXY`). */
+  trustedProxies: string[];
 }
 
 type Kind = 'string' | 'int' | 'path' | 'list' | 'level';
@@ -48,21 +64,29 @@ export const SETTINGS = {
   tlsCert: { env: 'TLS_CERT', kind: 'path', def: undefined, doc: 'PEM certificate file; with TLS_KEY, serves HTTPS and WSS.' },
   tlsKey: { env: 'TLS_KEY', kind: 'path', def: undefined, doc: 'PEM private key file for TLS_CERT.' },
   allowedOrigins: { env: 'ALLOWED_ORIGINS', kind: 'list', def: '', doc: 'Comma-separated extra origins allowed to connect (the server\'s own origin always is).' },
-  publicOrigin: { env: 'PUBLIC_ORIGIN', kind: 'string', def: undefined, doc: 'Origin browsers use, e.g. `https://chat.example.org`, when behind a reverse proxy.' },
+  publicOrigin: { env: 'PUBLIC_ORIGIN', kind: 'string', def: undefined, doc: 'Origin browsers use, e.g. `https://chat.example.org`. Unset, only the listening address (`http://HOST:PORT`, and localhost) is accepted; the `Host` header is never trusted.' },
   logLevel: { env: 'LOG_LEVEL', kind: 'level', def: 'info', doc: 'debug, info, warn, error or silent. Logs are JSON lines on stdout.' },
   clientDir: { env: 'CLIENT_DIR', kind: 'path', def: './client/dist', doc: 'Built browser client to serve (made by `npm run build`).' },
   sessionTtlHours: { env: 'SESSION_TTL_HOURS', kind: 'int', def: '720', min: 1, max: 24 * 365, doc: 'How long a sign-in stays valid.' },
   queueCap: { env: 'QUEUE_CAP', kind: 'int', def: '10000', min: 1, max: 10_000_000, doc: 'Messages one offline recipient\'s queue may hold; senders get QUEUE_FULL beyond.' },
+  roomHistory: { env: 'ROOM_HISTORY', kind: 'int', def: '200', min: 0, max: 100_000, doc: 'Recent messages of a room a newcomer gets on joining (within retention).' },
+  roomMembers: { env: 'ROOM_MEMBERS', kind: 'int', def: '1000', min: 2, max: 1_000_000, doc: 'Members one room may have; joins and invitations get ROOM_FULL beyond.' },
   retentionDays: { env: 'RETENTION_DAYS', kind: 'int', def: '30', min: 1, max: 3650, doc: 'Queued messages older than this are discarded.' },
   idleTimeoutSec: { env: 'IDLE_TIMEOUT_SEC', kind: 'int', def: '90', min: 2, max: 86_400, doc: 'A connection that sends nothing (not even a ping) for this long is closed.' },
   frameRate: { env: 'FRAME_RATE', kind: 'int', def: '1000', min: 1, max: 10_000_000, doc: 'Control frames per second one connection may send (sustained).' },
   frameBurst: { env: 'FRAME_BURST', kind: 'int', def: '2000', min: 1, max: 10_000_000, doc: 'Control frames one connection may send in a burst.' },
-  maxFileMb: { env: 'MAX_FILE_MB', kind: 'int', def: '4096', min: 1, max: 1_048_576, doc: 'Largest video file a stream may declare, in MiB.' },
+  maxFileMb: { env: 'MAX_FILE_MB', kind: 'int', def: '4096', min: 1, max: 1_048_576, doc: 'Largest file a stream may declare, in MiB.' },
   maxChunkKb: { env: 'MAX_CHUNK_KB', kind: 'int', def: '256', min: 1, max: 16_384, doc: 'Largest media chunk, in KiB.' },
   maxStreamsPerUser: { env: 'MAX_STREAMS_PER_USER', kind: 'int', def: '4', min: 1, max: 1000, doc: 'Concurrent streams one user may send or receive.' },
   streamWindowKb: { env: 'STREAM_WINDOW_KB', kind: 'int', def: '4096', min: 64, max: 1_048_576, doc: 'Credit window per stream: the most bytes the server holds for one stream.' },
+  streamResumeSec: { env: 'STREAM_RESUME_SEC', kind: 'int', def: '600', min: 1, max: 7 * 86_400, doc: 'How long a transfer cut by a disconnect or takeover stays resumable from the bytes the recipient has (the server keeps who and what, never file bytes).' },
+  streamMemoryMb: { env: 'STREAM_MEMORY_MB', kind: 'int', def: '256', min: 1, max: 1_048_576, doc: 'What all streams together may hold in the server: each accepted stream reserves one window; beyond, accepting gets STREAM_CAPACITY.' },
   scryptCost: { env: 'SCRYPT_COST', kind: 'int', def: '17', min: 10, max: 20, doc: 'log2 of scrypt\'s N for password hashes (17 = 128 MiB per hash). Lower only for tests.' },
+  registrationsPerMinute: { env: 'REGISTRATIONS_PER_MINUTE', kind: 'int', def: '5', min: 1, max: 1_000_000, doc: 'Accounts one address may register per minute (bursts of the same size).' },
   shutdownTimeoutMs: { env: 'SHUTDOWN_TIMEOUT_MS', kind: 'int', def: '10000', min: 100, max: 600_000, doc: 'Longest a graceful shutdown may take before the process exits anyway.' },
+  natsUrl: { env: 'NATS_URL', kind: 'string', def: undefined, doc: 'NATS server(s) joining this process to the other nodes of a deployment, e.g. `nats://10.0.0.5:4222` (comma-separated for several; JetStream must be on). Unset: one node, no bus.' },
+  trustedProxy: { env: 'TRUSTED_PROXY', kind: 'list', def: '', doc: 'Comma-separated IP addresses of reverse proxies (nginx in front of the nodes) whose `X-Forwarded-For` gives the client address for sign-in and registration limits. Unset: the socket\'s own address is used, and the header is ignored.' },
+  nodeId: { env: 'NODE_ID', kind: 'string', def: undefined, doc: 'This node\'s id in logs, `/healthz` and bus subjects: 1 to 32 of `A-Z a-z 0-9 _ -`, unique per node. Default: random at each start.' },
 } as const satisfies Record<string, Setting>;
 
 type Key = keyof typeof SETTINGS;
@@ -137,6 +161,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     } catch { /* reported below */ }
     if (!ok) throw new ConfigError(`not an origin (scheme://host[:port]): ${JSON.stringify(o)}`);
   }
+  const natsUrl = raw('natsUrl');
+  if (natsUrl !== undefined) {
+    for (const u of natsUrl.split(',')) {
+      if (!/^(nats|tls):\/\/[^\s/,]+(:\d{1,5})?\/?$/.test(u.trim())) {
+        throw new ConfigError(`NATS_URL must be one or more nats://host:port (or tls://) URLs, comma-separated; got ${JSON.stringify(u.trim())}`);
+      }
+    }
+  }
+  const nodeId = raw('nodeId') ?? randomBytes(6).toString('base64url');
+  if (!/^[A-Za-z0-9_-]{1,32}$/.test(nodeId)) {
+    throw new ConfigError(`NODE_ID must be 1 to 32 of A-Z a-z 0-9 _ -, got ${JSON.stringify(nodeId)}`);
+  }
+  const trustedProxies = (raw('trustedProxy') ?? '').split(',').map((a) => a.trim().toLowerCase()).filter(Boolean);
+  for (const a of trustedProxies) {
+    if (isIP(a) === 0) throw new ConfigError(`TRUSTED_PROXY must be IP addresses, comma-separated; got ${JSON.stringify(a)}`);
+  }
   const frameRate = int('frameRate');
   const frameBurst = int('frameBurst');
   if (frameBurst < frameRate / 10) throw new ConfigError('FRAME_BURST must be at least a tenth of FRAME_RATE');
@@ -154,6 +194,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     clientDir: path('clientDir')!,
     sessionTtlMs: int('sessionTtlHours') * 3_600_000,
     queueCap: int('queueCap'),
+    roomHistory: int('roomHistory'),
+    roomMembers: int('roomMembers'),
     retentionMs: int('retentionDays') * 86_400_000,
     idleTimeoutMs: int('idleTimeoutSec') * 1000,
     frameRate,
@@ -162,7 +204,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     maxChunkBytes: int('maxChunkKb') * 1024,
     maxStreamsPerUser: int('maxStreamsPerUser'),
     streamWindowBytes: int('streamWindowKb') * 1024,
+    streamMemoryBytes: int('streamMemoryMb') * 1024 * 1024,
+    streamResumeMs: int('streamResumeSec') * 1000,
     scryptCost: int('scryptCost'),
+    registrationsPerMinute: int('registrationsPerMinute'),
     shutdownTimeoutMs: int('shutdownTimeoutMs'),
+    natsUrl: natsUrl?.split(',').map((u) => u.trim()).join(','),
+    nodeId,
+    trustedProxies,
   });
 }

@@ -8,6 +8,11 @@
  *   bytes 13-   payload
  */
 export const CHUNK_TAG = 0xc1;
+/**
+ * Most separate byte ranges ("runs") one stream may be sent in. A chunk continues the current run or begins a
+ * new one overlapping no byte sent before (an MP4's index first, then the rest), so each byte travels once.
+ */
+export const MAX_STREAM_RUNS = 8;
 export const CHUNK_HEADER_BYTES = 13;
 
 export interface ChunkHeader { sid: number; offset: number; length: number }

@@ -37,6 +37,12 @@ export const ErrorCode = {
   RATE_LIMITED: 'RATE_LIMITED',
   /** Registration: the name (ignoring case) is taken. */
   NAME_TAKEN: 'NAME_TAKEN',
+  /**
+   * Registration: the name would pass for another by looks (Unicode TS #39): an invisible character, a
+   * confusable mix of scripts, a decorating combining mark, or the same skeleton as an existing account's
+   * name. The message says which. Client: show it; pick another name.
+   */
+  NAME_CONFUSABLE: 'NAME_CONFUSABLE',
   /** Sign-in: name or password wrong (never says which). */
   BAD_CREDENTIALS: 'BAD_CREDENTIALS',
   /** HTTP/upgrade: no valid session. Client: sign in again. */
@@ -60,6 +66,11 @@ export const ErrorCode = {
   STREAM_NOT_ACCEPTED: 'STREAM_NOT_ACCEPTED',
   /** Too many concurrent streams for the sender or the recipient. */
   STREAM_LIMIT: 'STREAM_LIMIT',
+  /**
+   * Accepting this stream would take the server past what all streams together may hold (STREAM_MEMORY_MB).
+   * Sent to the recipient that accepted; the stream is aborted for both. Client: try again later.
+   */
+  STREAM_CAPACITY: 'STREAM_CAPACITY',
   /** Chunk over the chunk limit, or declared size over the file limit. */
   CHUNK_TOO_LARGE: 'CHUNK_TOO_LARGE',
   FILE_TOO_LARGE: 'FILE_TOO_LARGE',
@@ -67,10 +78,35 @@ export const ErrorCode = {
   STREAM_SIZE_MISMATCH: 'STREAM_SIZE_MISMATCH',
   /** Chunk beyond the credit the recipient granted. */
   STREAM_NO_CREDIT: 'STREAM_NO_CREDIT',
-  /** Chunk offset is not the next byte of the stream. */
+  /** Chunk overlaps bytes already sent, lies outside the file, or begins more byte ranges than allowed (8). */
   STREAM_BAD_OFFSET: 'STREAM_BAD_OFFSET',
   /** Offer to yourself. */
   STREAM_SELF: 'STREAM_SELF',
+  /**
+   * `streamResume` or `streamDrop` for no paused transfer between you and that person: it was never cut, it
+   * finished, one side gave it up, it expired (STREAM_RESUME_SEC) or the server restarted. Client: give up
+   * the transfer; the sender may offer the file again.
+   */
+  TRANSFER_UNKNOWN: 'TRANSFER_UNKNOWN',
+  // rooms
+  /** No room has that name. Client: check the name, or create it. */
+  ROOM_UNKNOWN: 'ROOM_UNKNOWN',
+  /** Create: a room with that name (ignoring case) exists. Client: join it, or pick another name. */
+  ROOM_EXISTS: 'ROOM_EXISTS',
+  /** Send, leave, members, who or an owner's action in a room you are not a member of (or, for a name, it is not). */
+  NOT_A_MEMBER: 'NOT_A_MEMBER',
+  /** Invite, remove or hand over by a member who is not the room's owner. */
+  NOT_THE_OWNER: 'NOT_THE_OWNER',
+  /** Join of a private room without an invitation. Client: ask the owner for one. */
+  NOT_INVITED: 'NOT_INVITED',
+  /** Join or invite beyond the member limit (ROOM_MEMBERS). */
+  ROOM_FULL: 'ROOM_FULL',
+  /** The owner tried to leave (or remove itself): hand the room over first. */
+  OWNER_CANNOT_LEAVE: 'OWNER_CANNOT_LEAVE',
+  /** `roomWho` about a message this server no longer tracks, or not yours. */
+  MESSAGE_UNKNOWN: 'MESSAGE_UNKNOWN',
+  /** A room frame on a server of several nodes: rooms do not cross nodes yet. Client: say so; nothing was done. */
+  ROOMS_SINGLE_NODE: 'ROOMS_SINGLE_NODE',
 } as const;
 export type ErrorCodeName = keyof typeof ErrorCode;
 
@@ -96,6 +132,11 @@ export const CloseCode = {
   IDLE: 4005,
   /** The same session opened a newer socket (e.g. after a network change). Client: nothing to do. */
   REPLACED: 4006,
+  /**
+   * The node could not claim the name cluster-wide (its bus to the other nodes is down), so it cannot know who
+   * else holds it. Client: reconnect with backoff (the balancer may pick another node; this one recovers by itself).
+   */
+  TRY_AGAIN: 4007,
 } as const;
 export type CloseCodeName = keyof typeof CloseCode;
 

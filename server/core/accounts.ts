@@ -5,10 +5,12 @@
  * A session token is 32 random bytes (base64url) handed to the client once; the store keeps only its SHA-256.
  * Sign-in for a name runs its final step (write the session, mark older ones replaced, tell the hub) under a
  * per-name lock, so of N racing sign-ins exactly one ends up current and every other one is marked replaced.
+ * Across processes sharing a store, the store's `replaceSessions` decides: the newest session stays live.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Limits } from '../../shared/protocol.ts';
-import { nameKey, normalizeName } from '../../shared/names.ts';
+import { confusableReason, nameKey, normalizeName } from '../../shared/names.ts';
+import { skeleton } from './confusables.ts';
 import { AppError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { hashPassword, verifyPassword, type ScryptParams } from './passwords.ts';
@@ -23,6 +25,9 @@ export interface AccountsOptions {
   /** Failed sign-ins allowed per name and per address: sustained rate per minute and burst. */
   signinFailuresPerMinute: number;
   signinFailureBurst: number;
+  /** Registrations allowed per address: sustained rate per minute and burst. */
+  registrationsPerMinute: number;
+  registrationBurst: number;
 }
 
 export interface SignedIn { name: string; key: string; token: string; tokenHash: string; expires: number }
@@ -65,10 +70,16 @@ export async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Contact look-ups (`GET /api/contacts/:name`) one signed-in person may make per minute. */
+export const CONTACT_LOOKUPS_PER_MINUTE = 30;
+
 export class Accounts {
   private readonly failuresByName: KeyedLimiter;
   private readonly failuresByAddress: KeyedLimiter;
+  private readonly registrationsByAddress: KeyedLimiter;
   private readonly lock = new KeyedMutex();
+  /** Sign-in attempts per name key, one at a time (see `signIn`). */
+  private readonly attempts = new KeyedMutex();
   /** Display names of accounts known to exist, by key: spares the store a read per message. */
   private readonly known = new Map<string, string>();
   /** Sessions whose socket closed, by session id, oldest first (outage fallback). */
@@ -79,10 +90,19 @@ export class Accounts {
    * its session into the outage cache.
    */
   private readonly ended = new RecentMap<string, true>(10_000);
-  /** The current session id per name key, as decided by the last completed sign-in in this process. */
-  private readonly current = new Map<string, string>();
-  /** Called after a sign-in replaced older sessions: the hub closes their sockets. */
-  onTakeover: (key: string, currentSid: string) => void = () => {};
+  /**
+   * Session ids that sign-ins in this process marked replaced (bounded, like `ended`: what matters is the moment
+   * between a socket's authentication and its opening; later, the store's `replacedAt` says it). Only what the
+   * store replaced counts: a session id this process merely did not sign in may be newer, signed in on another
+   * node, and must open here.
+   */
+  private readonly replaced = new RecentMap<string, true>(10_000);
+  /**
+   * Called after a sign-in, before it answers, with the session ids that sign-in replaced: the hub closes their
+   * sockets, on this node at once and on others through the router (awaited). Only those: a session it did not
+   * replace may be newer (a racing sign-in on another node).
+   */
+  onTakeover: (key: string, currentSid: string, replaced: readonly string[]) => void | Promise<void> = () => {};
   /** Called after a sign-out: the hub closes that session's socket. */
   onSignOut: (key: string, sid: string) => void = () => {};
 
@@ -90,15 +110,30 @@ export class Accounts {
     const perMinute = opts.signinFailuresPerMinute / 60;
     this.failuresByName = new KeyedLimiter(perMinute, opts.signinFailureBurst);
     this.failuresByAddress = new KeyedLimiter(perMinute * 4, opts.signinFailureBurst * 4);
+    this.registrationsByAddress = new KeyedLimiter(opts.registrationsPerMinute / 60, opts.registrationBurst);
   }
 
-  async register(rawName: unknown, password: unknown): Promise<{ name: string }> {
+  /**
+   * Cheap checks first (name, password, a taken name), then the address's budget, then the hash: a refused
+   * registration costs no scrypt, and every one that reaches the hash was counted before it started.
+   */
+  async register(rawName: unknown, password: unknown, address: string): Promise<{ name: string }> {
     const name = normalizeName(rawName);
     if (!name) {
       throw new AppError('BAD_NAME', `a name is 1 to ${Limits.maxNameChars} letters, digits, '.', '_' or '-', starting with a letter or digit`);
     }
     checkPassword(password);
+    const reason = confusableReason(name);
+    if (reason) throw new AppError('NAME_CONFUSABLE', `that name ${reason}; choose another`);
     const key = nameKey(name);
+    if (await storeCall(() => this.store.getAccount(key))) throw new AppError('NAME_TAKEN', 'that name is taken');
+    if (!this.registrationsByAddress.take(address)) {
+      throw new AppError('RATE_LIMITED', 'too many registrations from this address; wait a minute and try again');
+    }
+    // Claimed before the account is made, so two look-alikes racing cannot both register. A claim whose
+    // registration then fails stays with that key: only the same name can use it.
+    const holder = await storeCall(() => this.store.claimSkeleton(skeleton(key), key));
+    if (holder !== key) throw new AppError('NAME_CONFUSABLE', 'that name looks like an existing account\'s name; choose another');
     const passwordHash = await hashPassword(password, this.opts.scrypt);
     const created = await storeCall(() => this.store.createAccount({ key, name, passwordHash, created: Date.now() }));
     if (!created) throw new AppError('NAME_TAKEN', 'that name is taken');
@@ -110,14 +145,22 @@ export class Accounts {
   async signIn(rawName: unknown, password: unknown, address: string): Promise<SignedIn> {
     const name = normalizeName(rawName);
     const key = name ? nameKey(name) : `invalid:${String(rawName).slice(0, 64)}`;
-    // Both limits are checked before any work, so a locked-out name costs no scrypt.
+    // Attempts at one name take turns, and each is counted before any work (a success gives its token back:
+    // only failures lock a name out). So N concurrent guesses cannot all be checked: once the budget is spent
+    // the rest are refused without scrypt, and attempts at other names from one address each spend the
+    // address's budget before their hash starts.
+    return this.attempts.run(key, () => this.attempt(name, key, password, address));
+  }
+
+  private async attempt(name: string | null, key: string, password: unknown, address: string): Promise<SignedIn> {
     if (!this.failuresByAddress.peek(address) || !this.failuresByName.peek(key)) {
       throw new AppError('RATE_LIMITED', 'too many failed sign-ins; wait a minute and try again');
     }
-    const fail = (): never => {
-      this.failuresByName.take(key);
-      this.failuresByAddress.take(address);
-      this.log.info({ user: name ?? undefined, address }, 'sign-in failed');
+    this.failuresByName.take(key);
+    this.failuresByAddress.take(address);
+    // The name field may hold a mistyped password: only an existing account's registered name is logged.
+    const fail = (user?: string): never => {
+      this.log.info({ user, address }, 'sign-in failed');
       throw new AppError('BAD_CREDENTIALS', 'wrong name or password');
     };
     if (!name || typeof password !== 'string' || password.length > Limits.maxPasswordChars) return fail();
@@ -127,7 +170,9 @@ export class Accounts {
       await hashPassword(password, this.opts.scrypt).catch(() => undefined);
       return fail();
     }
-    if (!(await verifyPassword(password, account.passwordHash))) return fail();
+    if (!(await verifyPassword(password, account.passwordHash))) return fail(account.name);
+    this.failuresByName.refund(key);
+    this.failuresByAddress.refund(address);
     this.known.set(key, account.name);
 
     const token = randomBytes(32).toString('base64url');
@@ -136,12 +181,13 @@ export class Accounts {
     const session: SessionRecord = { tokenHash, key, name: account.name, created: now, expires: now + this.opts.sessionTtlMs };
     await this.lock.run(key, async () => {
       await storeCall(() => this.store.putSession(session));
-      const replaced = await storeCall(() => this.store.replaceSessions(key, tokenHash, now));
-      for (const h of replaced) this.sessions.delete(sessionId(h));
-      const sid = sessionId(tokenHash);
-      this.current.set(key, sid);
+      const replaced = (await storeCall(() => this.store.replaceSessions(key, tokenHash, now))).map(sessionId);
+      for (const sid of replaced) {
+        this.sessions.delete(sid);
+        this.replaced.set(sid, true);
+      }
       this.log.info({ user: account.name, replaced: replaced.length }, 'signed in');
-      this.onTakeover(key, sid);
+      await this.onTakeover(key, sessionId(tokenHash), replaced);
     });
     return { name: account.name, key, token, tokenHash, expires: session.expires };
   }
@@ -154,7 +200,6 @@ export class Accounts {
     const sid = sessionId(tokenHash);
     this.ended.set(sid, true);
     this.sessions.delete(sid);
-    if (this.current.get(session.key) === sid) this.current.delete(session.key);
     this.onSignOut(session.key, sid);
   }
 
@@ -179,25 +224,93 @@ export class Accounts {
     if (!session || session.expires <= Date.now()) return null;
     // Sessions carry the display name, so a socket's authentication reads one small record; older sessions
     // without it cost an account read. Nothing is kept per authenticated session here: the hub's session
-    // object has what it needs, and whether a newer sign-in took over is decided from `current`, which only
+    // object has what it needs, and whether a newer sign-in took over is decided from `replaced`, which only
     // sign-ins in this process write (the store's `replacedAt` covers the rest).
     const name = session.name ?? (await this.lookup(session.key));
     if (name === null) return null;
     // One string for both when the display name is its own key (most names), rather than two equal ones.
-    return { name: name === session.key ? session.key : name, key: session.key, sid, expires: session.expires, replaced: this.isReplaced(session.key, sid, session) };
+    return { name: name === session.key ? session.key : name, key: session.key, sid, expires: session.expires, replaced: this.isReplaced(sid, session) };
   }
 
   /** Decided synchronously at the moment a socket opens, so two sockets of one name are never both live. */
-  isReplaced(key: string, sid: string, session?: CachedSession): boolean {
+  isReplaced(sid: string, session?: CachedSession): boolean {
     if (session?.replacedAt) return true;
-    const cur = this.current.get(key);
-    return cur !== undefined && cur !== sid;
+    return this.replaced.get(sid) === true;
   }
 
   /** True when this session was signed out in this process (a socket that authenticated just before must not open). */
   isEnded(sid: string): boolean {
     return this.ended.get(sid) === true;
   }
+
+  // ---- account changes from the settings panel ----
+
+  /**
+   * Changes the password of the signed-in session `token` once `current` checks out (wrong ones count as
+   * failed sign-ins, with the same rate limits), and ends every other session of the name: their sockets close
+   * with SESSION_ENDED and their tokens stop working. The session that asked stays signed in.
+   */
+  async changePassword(token: string, current: unknown, next: unknown): Promise<void> {
+    const { key, tokenHash } = await this.reauthenticate(token, current);
+    checkPassword(next);
+    const passwordHash = await hashPassword(next, this.opts.scrypt);
+    if (!(await storeCall(() => this.store.setPassword(key, passwordHash)))) throw new AppError('UNAUTHORIZED', 'the account is gone');
+    const ended = await storeCall(() => this.store.deleteSessionsOf(key, tokenHash));
+    for (const h of ended) this.endSession(key, sessionId(h));
+    this.log.info({ user: key, ended: ended.length }, 'password changed');
+  }
+
+  /** Deletes the signed-in account once `password` checks out: its sessions (all end now) and its queue. */
+  async deleteAccount(token: string, password: unknown): Promise<void> {
+    const { key } = await this.reauthenticate(token, password);
+    const ended = await storeCall(() => this.store.deleteSessionsOf(key));
+    await storeCall(() => this.store.deleteAccount(key));
+    this.known.delete(key);
+    for (const h of ended) this.endSession(key, sessionId(h));
+    this.log.info({ user: key }, 'account deleted');
+  }
+
+  /** The live session of `token` and its account, after checking the account's password again. */
+  private async reauthenticate(token: string, password: unknown): Promise<{ key: string; tokenHash: string }> {
+    const auth = await this.authenticate(token);
+    if (!auth || auth.replaced) throw new AppError('UNAUTHORIZED', 'not signed in');
+    if (!this.failuresByName.peek(auth.key)) throw new AppError('RATE_LIMITED', 'too many wrong passwords; wait a minute and try again');
+    const account = await storeCall(() => this.store.getAccount(auth.key));
+    if (!account) throw new AppError('UNAUTHORIZED', 'the account is gone');
+    if (typeof password !== 'string' || password.length > Limits.maxPasswordChars || !(await verifyPassword(password, account.passwordHash))) {
+      this.failuresByName.take(auth.key);
+      throw new AppError('BAD_CREDENTIALS', 'wrong password');
+    }
+    return { key: auth.key, tokenHash: hashToken(token) };
+  }
+
+  /** Session `sid` was ended on another node: it must not open or reconnect here either. */
+  forgetEnded(sid: string): void {
+    this.ended.set(sid, true);
+    this.sessions.delete(sid);
+  }
+
+  private endSession(key: string, sid: string): void {
+    this.ended.set(sid, true);
+    this.sessions.delete(sid);
+    this.onSignOut(key, sid);
+  }
+
+  /**
+   * Contact look-up for a signed-in person adding a name: the account's display name, or UNKNOWN_CONTACT.
+   * Discloses nothing registration does not (it says "taken" for the same names); rate limited per asker,
+   * CONTACT_LOOKUPS_PER_MINUTE with bursts of as many, so it cannot be used to list the accounts quickly.
+   */
+  async findContact(rawName: unknown, askerKey: string): Promise<{ name: string }> {
+    const name = normalizeName(rawName);
+    if (name === null) throw new AppError('BAD_NAME', 'not a valid name');
+    if (!this.lookups.take(askerKey)) throw new AppError('RATE_LIMITED', 'too many contact look-ups; wait a minute');
+    const found = await this.lookup(nameKey(name));
+    if (found === null) throw new AppError('UNKNOWN_CONTACT', 'no account has that name');
+    return { name: found };
+  }
+
+  private readonly lookups = new KeyedLimiter(CONTACT_LOOKUPS_PER_MINUTE / 60, CONTACT_LOOKUPS_PER_MINUTE);
 
   /** Display name for a key: from memory, else from the store. Null when no account has that name. */
   async lookup(key: string): Promise<string | null> {

@@ -17,6 +17,8 @@ export interface Conn {
    * after anything `write` queued before, so order is kept.
    */
   forward(bytes: Uint8Array): void;
+  /** Bytes written and not yet taken by the peer (the socket's send buffer). */
+  buffered(): number;
   /** Closes with a code and a short reason. Idempotent; later writes are ignored. */
   end(code: number, reason: string): void;
 }

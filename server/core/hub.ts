@@ -1,38 +1,51 @@
 /**
- * The hub: who is online, what each connection may do, and where every text message goes.
+ * The hub: this node's sessions (at most one live session per name) and their lifecycle, from `open` to close,
+ * takeover and shutdown. It composes the parts that each have one job: `Dispatch` (every inbound frame),
+ * `Delivery` (text, the queue drain, receipts, requeue), `Presence` (followers), `StoreHealth` (outages),
+ * `StreamRelay` (video) and `PeerSignals` (read, typing).
  *
- * Pure core: it speaks to sockets through `Conn` and to storage through `Store`, and imports neither uWS nor a
- * database driver. The transport calls `open`, `frame`, `textFrame`, `drain` and `closed`; HTTP sign-in reaches
- * it through `Accounts.onTakeover`.
+ * Pure core: it speaks to sockets through `Conn`, to storage through `Store` and to the other nodes through
+ * `Router`, and imports neither uWS, a database driver nor NATS. The transport calls `open`, `frame`, `textFrame`,
+ * `drain` and `closed`; HTTP sign-in reaches it through `Accounts.onTakeover`; the router through `receiver`.
  *
- * Delivery rules (see docs/architecture.md):
- * - A message for a recipient whose session is `live` goes straight to it; the sender gets `accepted`, then
- *   `delivered` when the recipient acks. If the recipient drops first, the message is written to the queue
- *   and the sender gets `queued`.
- * - Otherwise (offline, or online but still draining its queue) the message is appended to the store queue
- *   under a per-recipient lock, so queue order is acceptance order; the sender gets `queued` only after the
- *   store committed it.
- * - A session drains its queue in batches after `hello`, waiting for each batch's acks before deleting it and
- *   fetching the next; it turns `live` only when a fetch comes back empty with no write pending.
- * - (sender, id) de-duplication: a bounded memory of recent live deliveries plus the store's unique index;
- *   the recipient's client de-duplicates too, which covers what neither can remember.
+ * One live session per name across nodes: `open` claims the name (`Router.claim`) and keeps the claim on the
+ * session; a claim lost to a newer one (`receiver.lost`) closes its socket with TAKEOVER; close releases it.
+ * A claim the router cannot make (bus down) closes the socket with TRY_AGAIN: a node that cannot claim cannot
+ * know who else holds the name.
  */
 import { AbortReason, CloseCode, type AbortReasonName } from '../../shared/codes.ts';
-import { decodeClientFrame, encodeFrame, ProtocolError, type ChunkFrame } from '../../shared/codec.ts';
-import { nameKey, normalizeName } from '../../shared/names.ts';
-import {
-  Delivery, Limits, Op, PROTOCOL_VERSION,
-  type AckFrame, type ClientFrame, type FollowFrame, type HelloFrame, type PingFrame, type ReceiptItem, type SendFrame,
-  type ServerFrame,
-} from '../../shared/protocol.ts';
-import { storeCall, type Accounts, type Auth } from './accounts.ts';
-import { KeyedMutex } from './mutex.ts';
-import { RecentMap } from './recent.ts';
-import type { Conn } from './conn.ts';
-import { AppError } from './errors.ts';
+import { encodeFrame } from '../../shared/codec.ts';
+import { Op, type ServerFrame } from '../../shared/protocol.ts';
+import type { Accounts, Auth } from './accounts.ts';
+import { systemClock, type Clock, type Timer } from './clock.ts';
+import { Delivery } from './delivery.ts';
+import { Dispatch } from './dispatch.ts';
 import type { Logger } from './logger.ts';
-import { StoreUnavailableError, type Store } from './store.ts';
+import { KeyedMutex } from './mutex.ts';
+import { Presence } from './presence.ts';
+import { RemoteStreams } from './remote-streams.ts';
+import { Rooms, type RoomOptions } from './rooms.ts';
+import {
+  EnvelopeKind, RouterError, viaRouter,
+  type AddressedEnvelope, type BusHealth, type Claim, type PresenceEnvelope, type Router, type RouterReceiver,
+} from './router.ts';
+import { ticks, type Session } from './session.ts';
+import { PeerSignals } from './signals.ts';
+import { StoreHealth } from './store-health.ts';
+import type { Store } from './store.ts';
 import { StreamRelay, type StreamOptions } from './streams.ts';
+
+/**
+ * How long the offline of a session closed by a takeover waits for the newer sign-in's socket (on this node or
+ * another): followers then see no offline between the two. A sign-in that never opens a socket shows offline
+ * after this.
+ */
+const TAKEOVER_OFFLINE_GRACE_MS = 5_000;
+
+/** What a claim that was never asked for rejects with: its session closed before its turn (see `claimTurns`). */
+const NOT_CLAIMED = new Error('session closed before its claim');
+
+export { Session } from './session.ts';
 
 export interface HubOptions {
   /** Messages one recipient's queue may hold. */
@@ -53,186 +66,95 @@ export interface HubOptions {
   /** (sender, id) pairs of live deliveries remembered for de-duplication. */
   dedupEntries: number;
   streams: StreamOptions;
+  /** Room history and member limit (the log cap and retention are `queueCap` and `retentionMs`). */
+  rooms: Pick<RoomOptions, 'historyCount' | 'memberLimit' | 'severalNodes'>;
 }
-
-/** One message held by the server for a connection until it acks. */
-interface Inflight {
-  fromKey: string;
-  from: string;
-  id: string;
-  text: string;
-  ts: number;
-  /** Set when it came from the store queue; absent for live deliveries. */
-  seq?: number;
-}
-
-type Phase = 'hello' | 'draining' | 'live' | 'closed';
-
-/**
- * Milliseconds since this module loaded: the clock of the timestamps a session keeps. Small integers on
- * purpose. V8 keeps an integer of up to 31 bits inline in an object, while a `Date.now()` value needs a
- * 16-byte number box per field, and tens of thousands of idle sessions each keep several. After about 24 days
- * of uptime the values outgrow that range; they stay correct, they just cost the boxes again.
- */
-const T0 = Date.now();
-/** Math.floor changes no value here (Date.now() is whole) but yields a small integer where `-` gives a box. */
-const clock = (): number => Math.floor(Date.now() - T0);
-
-/** The state of draining a session's queue after `hello`: made then, dropped when the session turns live. */
-class Drain {
-  /** Last seq handed out. */
-  cursor = 0;
-  /** A write to the queue landed since the last fetch. */
-  dirty = false;
-  /** The drain loop is running (one per session at a time). */
-  running = false;
-  /**
-   * Set when the queue read empty but writes to it were still landing: from then on new messages wait in
-   * `held`, in memory, instead of joining the queue, so the drain can finish even while senders keep sending.
-   * They are delivered (in order, after the last queued message) when the session turns live.
-   */
-  settling = false;
-  held: Inflight[] | undefined;
-  /** Messages of the current batch not yet acked, and what to call when that reaches 0. */
-  batchLeft = 0;
-  batchDone: (() => void) | undefined;
-}
-
-/** What a session needs once it does more than sit idle (messages, receipts, follows, bad frames): made on first use. */
-class Activity {
-  nextTag = 1;
-  /** Messages sent to this session and not yet acknowledged, by delivery tag. */
-  inflight: Map<number, Inflight> | undefined;
-  /** Receipts waiting for the end of this event-loop turn, by message id (see Hub.receipt). */
-  receipts: Map<string, ReceiptItem> | undefined;
-  follows: Set<string> | undefined;
-  badFrames = 0;
-  floodStrikes = 0;
-  log: Logger | undefined;
-}
-
-/**
- * One open, authenticated socket of one user. Kept small: tens of thousands of them sit idle, so what only
- * activity needs (see `Activity`) and the drain state are made when needed, the session is known by a short
- * id (see `sessionId`), and times are small integers (see `clock`).
- *
- * Abstract: the transport's subclass is also the socket (`Conn`), so a connection is one object.
- */
-export abstract class Session implements Conn {
-  phase: Phase = 'hello';
-  /** `clock()` at open, then at every frame after `hello`: the hello and idle timeouts run from it. */
-  lastSeen = clock();
-  /**
-   * Frame-rate token bucket, inline rather than an object per session, in thousandths of a frame so that the
-   * refill (elapsed ms x frames per second) stays an exact integer.
-   */
-  credit: number;
-  creditAt = this.lastSeen;
-  /** Session expiry in whole seconds on the `clock` (rounded down). */
-  readonly expiresSec: number;
-  drain: Drain | undefined;
-  /** See `Activity`; `activity` makes it. */
-  act: Activity | undefined;
-
-  readonly name: string;
-  readonly key: string;
-  readonly sid: string;
-
-  /** `burst`: the frame-rate bucket starts full (`HubOptions.frameBurst`). */
-  constructor(auth: Auth, burst: number) {
-    this.name = auth.name;
-    this.key = auth.key;
-    this.sid = auth.sid;
-    this.credit = burst * 1000;
-    this.expiresSec = Math.floor((auth.expires - T0) / 1000);
-  }
-
-  abstract readonly id: number;
-  abstract write(bytes: Uint8Array): void;
-  abstract forward(bytes: Uint8Array): void;
-  abstract end(code: number, reason: string): void;
-  /** The logger the session's own (child) logger derives from. */
-  protected abstract get rootLog(): Logger;
-
-  get activity(): Activity {
-    return (this.act ??= new Activity());
-  }
-
-  /** Expiry as ms since the epoch (to the second, never later than the real one). */
-  get expires(): number {
-    return T0 + this.expiresSec * 1000;
-  }
-
-  /** Messages sent to this session and not yet acknowledged, by delivery tag. */
-  get inflight(): Map<number, Inflight> {
-    return (this.activity.inflight ??= new Map());
-  }
-
-  get log(): Logger {
-    return (this.activity.log ??= this.rootLog.child({ conn: this.id, user: this.name }));
-  }
-
-  send(frame: ServerFrame): void {
-    if (this.phase !== 'closed') this.write(encodeFrame(frame));
-  }
-
-  error(err: { code: AppError['code']; message: string; ref?: string | number | undefined }): void {
-    this.send(err.ref === undefined
-      ? { t: Op.Error, code: err.code, message: err.message }
-      : { t: Op.Error, code: err.code, message: err.message, ref: err.ref });
-  }
-}
-
-type Handlers = { [K in ClientFrame['t']]: (s: Session, f: Extract<ClientFrame, { t: K }>) => void };
 
 export class Hub {
   state: 'running' | 'closing' | 'closed' = 'running';
   /** The live session of each name key. At most one, by construction of `open`. */
   private readonly online = new Map<string, Session>();
-  private readonly followers = new Map<string, Set<Session>>();
-  /** Recent live deliveries by message id (see `seen`), bounded by `dedupEntries`. */
-  private readonly recent: RecentMap<string, { fromKey: string; state: 'accepted' | 'delivered' }>;
-  /** Serialises every store write to one recipient's queue (and the drain's emptiness check). */
-  private readonly queueLock = new KeyedMutex();
-  /** Accepted messages that could not be written back to the queue while the store was down. */
-  private readonly pendingRequeue: Array<{ to: string; msg: Inflight }> = [];
-  private readonly keyCache = new Map<string, string | null>();
-  /** Sessions with receipts waiting for the end of this event-loop turn. */
-  private readonly receiptsDue: Session[] = [];
-  private storeUp = true;
-  private recovering: ReturnType<typeof setTimeout> | undefined;
-  private readonly sweeper: ReturnType<typeof setInterval>;
+  private readonly sweeper: Timer;
+  private readonly health: StoreHealth;
+  private readonly delivery: Delivery;
+  private readonly presence: Presence;
+  private readonly dispatch: Dispatch;
+  private readonly rooms: Rooms;
   readonly streams: StreamRelay;
-  private readonly handlers: Handlers;
+  /** Streams whose other party is on another node. */
+  readonly remoteStreams: RemoteStreams;
+  private readonly signals: PeerSignals;
+  /** Claims asked for and not yet resolved, by session. */
+  private readonly claiming = new Map<Session, Promise<Claim>>();
+  /**
+   * Claims of one name asked for one at a time, so a session closed before its turn makes none: its claim would
+   * come after the claim of a session that is live now, and take the name from it.
+   */
+  private readonly claimTurns = new KeyedMutex();
+  /**
+   * A claim that lost its name before its session heard it was made (the adapter tells `lost` once, maybe while
+   * `claim` still waits for the earlier holder's node): applied when `claim` resolves, by epoch.
+   */
+  private readonly lostEarly = new Map<Session, { claim: Claim; by: Claim | null }>();
+  /** What the router tells this node (`Router.start(hub.receiver)`). */
+  readonly receiver: RouterReceiver;
 
   constructor(
-    private readonly store: Store,
+    store: Store,
     private readonly accounts: Accounts,
     private readonly opts: HubOptions,
     private readonly log: Logger,
+    private readonly router: Router,
+    private readonly clock: Clock = systemClock,
   ) {
-    this.recent = new RecentMap(opts.dedupEntries);
-    accounts.onTakeover = (key, current) => this.takeover(key, current);
-    accounts.onSignOut = (key, sid) => {
-      const s = this.online.get(key);
-      if (s?.sid === sid) this.detach(s, CloseCode.SESSION_ENDED, 'signed out');
+    this.health = new StoreHealth(store, clock, log, async () => {
+      await this.delivery.requeuer.retry();
+      this.delivery.resumeDrains();
+      this.rooms.storeBack();
+    });
+    this.delivery = new Delivery(store, accounts, opts, this.online, this.health, clock, log, router, (s) => this.fence(s));
+    this.presence = new Presence((key) => this.online.get(key), (key) => viaRouter(() => router.locate(key)).then(
+      (c) => c !== null && c.node !== router.nodeId,
+      () => false,
+    ));
+    this.receiver = {
+      envelope: (claim, env) => this.envelope(claim, env),
+      settled: (env) => this.delivery.settled(env),
+      presence: (env) => this.presenceFrom(env),
+      lost: (claim, by) => this.lost(claim, by),
+      nodeGone: (node) => {
+        this.log.info({ gone: node }, 'node gone: texts it had not settled are queued');
+        this.delivery.remote.nodeGone(node);
+        this.remoteStreams.nodeGone(node);
+      },
+      health: (h) => this.busHealth(h),
     };
+    accounts.onTakeover = (key, _current, replaced) => this.takeover(key, replaced);
+    accounts.onSignOut = (key, sid) => void this.sessionEnded(key, sid);
     this.streams = new StreamRelay(opts.streams, (key) => this.online.get(key), (key) => accounts.lookup(key), log);
-    this.handlers = {
-      [Op.Hello]: (s, f) => this.hello(s, f),
-      [Op.Send]: (s, f) => this.send(s, f),
-      [Op.Ack]: (s, f) => this.ack(s, f),
-      [Op.Follow]: (s, f) => this.follow(s, f),
-      [Op.Ping]: (s, f) => this.ping(s, f),
-      [Op.StreamOffer]: (s, f) => this.streams.offer(s, f),
-      [Op.StreamAnswer]: (s, f) => this.streams.answer(s, f),
-      [Op.StreamCredit]: (s, f) => this.streams.credit(s, f),
-      [Op.StreamEnd]: (s, f) => this.streams.end(s, f),
-      [Op.StreamCancel]: (s, f) => this.streams.cancel(s, f),
-    };
+    this.rooms = new Rooms(store, accounts, {
+      ...opts.rooms, queueCap: opts.queueCap, retentionMs: opts.retentionMs, batch: opts.drainBatch, window: 1000,
+    }, this.online, clock, log, () => this.health.down());
+    // A session's rooms start once its one-to-one queue is drained: no room read delays that drain.
+    this.delivery.onLive = (s) => this.rooms.start(s);
+    this.remoteStreams = new RemoteStreams(router, opts.streams, (key) => this.online.get(key), (key) => accounts.lookup(key), log);
+    const signals = (this.signals = new PeerSignals((key) => this.online.get(key), (key, frame) => {
+      viaRouter(() => router.deliver({ k: EnvelopeKind.Signal, to: key, frame })).catch(() => undefined);
+    }));
+    this.dispatch = new Dispatch(opts, {
+      detach: (s, code, reason) => this.detach(s, code, reason),
+      storeDown: () => this.health.down(),
+      whenClaimed: (s, fn) => {
+        if (s.claim) return fn();
+        void this.claiming.get(s)?.then(() => {
+          if (s.phase !== 'closed' && s.claim) fn();
+        }, () => undefined); // a rejected claim closed the session
+      },
+      isHere: (key) => this.online.has(key),
+    }, this.delivery, this.presence, this.streams, this.remoteStreams, signals, clock, this.rooms);
     const sweepEvery = Math.max(250, Math.min(opts.idleTimeoutMs / 4, opts.helloTimeoutMs / 2, 30_000));
-    this.sweeper = setInterval(() => this.sweep(), sweepEvery);
-    this.sweeper.unref();
+    this.sweeper = clock.setInterval(() => this.sweep(), sweepEvery);
+    this.sweeper.unref?.();
   }
 
   /** What a new session's frame-rate bucket starts with (see `Session`'s constructor). */
@@ -244,8 +166,18 @@ export class Hub {
     return this.online.size;
   }
 
+  /** Texts other nodes took that this node keeps a copy of until they are settled (for tests and health). */
+  get remoteCopies(): number {
+    return this.delivery.remote.copyCount;
+  }
+
   get storeHealthy(): boolean {
-    return this.storeUp;
+    return this.health.up;
+  }
+
+  /** Whether the bus between nodes is up (always, with the in-process router). */
+  get busHealthy(): boolean {
+    return this.router.health().up;
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -267,10 +199,11 @@ export class Hub {
     // Decided synchronously: a sign-out or a newer sign-in may have completed while this upgrade was
     // authenticating.
     if (this.accounts.isEnded(s.sid)) return turnAway(undefined, CloseCode.SESSION_ENDED, 'signed out');
-    if (auth.replaced || this.accounts.isReplaced(s.key, s.sid)) {
+    if (auth.replaced || this.accounts.isReplaced(s.sid)) {
       this.log.info({ conn: s.id, user: s.name }, 'replaced session turned away');
       return turnAway({ t: Op.Takeover, message: 'signed in elsewhere' }, CloseCode.TAKEOVER, 'signed in elsewhere');
     }
+    s.lastSeen = s.creditAt = ticks(this.clock.now());
     const previous = this.online.get(s.key);
     if (previous) {
       if (previous.sid === s.sid) {
@@ -282,47 +215,63 @@ export class Hub {
     }
     this.online.set(s.key, s);
     this.accounts.forgetSession(s.sid);
-    if (!previous) this.announce(s.key, s.name, true);
+    if (!previous) this.presence.announce(s.key, s.name, true);
+    this.claimName(s, !previous);
     this.log.debug({ conn: s.id, user: s.name }, 'connected');
+  }
+
+  /** Claims the session's name cluster-wide; `first`: no session of the name was here, so others are told. */
+  private claimName(s: Session, first: boolean): void {
+    const pending = this.claimTurns.run(s.key, () => (s.phase === 'closed' ? Promise.reject(NOT_CLAIMED) : viaRouter(() => this.router.claim(s.key, s.sid))));
+    this.claiming.set(s, pending);
+    pending.then((claim) => {
+      this.claiming.delete(s);
+      const early = this.lostEarly.get(s);
+      this.lostEarly.delete(s);
+      if (s.phase === 'closed' || this.online.get(s.key) !== s) {
+        // Closed while claiming: give the name up again (a newer claim, if any, stays).
+        void this.releaseClaim(s.key, s.name, claim, !this.online.has(s.key));
+        return;
+      }
+      s.claim = claim;
+      if (early?.claim.epoch === claim.epoch) return this.lost(claim, early.by);
+      if (first) this.broadcast({ k: EnvelopeKind.Presence, key: s.key, name: s.name, online: true, origin: this.router.nodeId });
+    }, (err: unknown) => {
+      this.claiming.delete(s);
+      this.lostEarly.delete(s);
+      if (err === NOT_CLAIMED) {
+        if (!this.online.has(s.key)) void this.offlineUnlessHeld(s.key, s.name);
+      } else if (s.phase !== 'closed') {
+        s.log.warn({ err }, 'could not claim the name; closing with TRY_AGAIN');
+        this.detach(s, CloseCode.TRY_AGAIN, 'cluster bus unavailable; try again');
+      } else if (!this.online.has(s.key)) this.presence.announce(s.key, s.name, false);
+    });
+  }
+
+  /** Resolves while `s` holds its name (the fence before queue reads and acks; see Delivery). */
+  private fence(s: Session): Promise<void> {
+    const claim = s.claim;
+    if (claim) return viaRouter(() => this.router.check(claim));
+    const pending = this.claiming.get(s);
+    if (pending) return pending.then((c) => this.router.check(c));
+    return Promise.reject(new RouterError('BUS_UNAVAILABLE', 'the session holds no claim'));
   }
 
   /** One binary frame from a session's socket. Never throws: bad input becomes an error frame or a close. */
   frame(s: Session, bytes: Uint8Array): void {
+    this.dispatch.frame(s, bytes);
+  }
+
+  /** The socket's send buffer drained below its limit: streams held back for it may be granted more. */
+  drain(s: Session): void {
     if (s.phase === 'closed') return;
-    const now = clock();
-    if (s.phase !== 'hello') s.lastSeen = now;
-    let f: ClientFrame | ChunkFrame;
-    try {
-      f = decodeClientFrame(bytes);
-    } catch (err) {
-      this.badFrame(s, err);
-      return;
-    }
-    if (f.t === 'chunk') {
-      this.streams.chunk(s, f);
-      return;
-    }
-    if (!this.takeToken(s, now)) {
-      s.error({ code: 'RATE_LIMITED', message: 'too many frames; slow down', ref: f.t === Op.Send ? f.id : undefined });
-      if (++s.activity.floodStrikes > this.opts.frameBurst) this.detach(s, CloseCode.FLOOD, 'frame flood');
-      return;
-    }
-    if (s.phase === 'hello' && f.t !== Op.Hello) {
-      s.error({ code: 'NOT_READY', message: 'send hello first', ref: f.t === Op.Send ? f.id : undefined });
-      return;
-    }
-    try {
-      (this.handlers[f.t] as (s: Session, f: ClientFrame) => void)(s, f);
-    } catch (err) {
-      this.handlerError(s, err);
-    }
+    this.streams.drained(s);
+    this.remoteStreams.drained(s);
   }
 
   /** Text frames are not part of the protocol. */
   textFrame(s: Session): void {
-    if (s.phase === 'closed') return;
-    if (s.phase !== 'hello') s.lastSeen = clock();
-    this.badFrame(s, new ProtocolError('TEXT_FRAME', 'Parley speaks binary frames only'));
+    this.dispatch.textFrame(s);
   }
 
   /** The transport saw the socket close (any reason). Idempotent with `detach`. */
@@ -336,316 +285,187 @@ export class Hub {
   async shutdown(): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'closing';
-    clearInterval(this.sweeper);
+    this.clock.clearInterval(this.sweeper);
     for (const s of [...this.online.values()]) {
       s.send({ t: Op.Shutdown, message: 'server is shutting down' });
       this.detach(s, CloseCode.GOING_AWAY, 'server shutting down', AbortReason.SERVER_SHUTDOWN);
     }
     // Every requeue was started under the queue lock; wait for all of them.
-    await this.queueLock.idle();
-    if (this.pendingRequeue.length > 0) await this.retryRequeue();
-    if (this.pendingRequeue.length > 0) {
-      this.log.error({ count: this.pendingRequeue.length }, 'store down at shutdown: accepted messages could not be queued');
+    const { queueLock, requeuer } = this.delivery;
+    await queueLock.idle();
+    if (requeuer.pendingCount > 0) await requeuer.retry();
+    if (requeuer.pendingCount > 0) {
+      this.log.error({ count: requeuer.pendingCount }, 'store down at shutdown: accepted messages could not be queued');
     }
-    clearTimeout(this.recovering);
+    this.health.stop();
     this.state = 'closed';
   }
 
   // ------------------------------------------------------------------------------------------------------
-  // Frame handlers
+  // What the router tells this node
 
-  private hello(s: Session, f: HelloFrame): void {
-    if (s.phase !== 'hello') {
-      s.error({ code: 'NOT_READY', message: 'hello was already received' });
+  private envelope(claim: Claim, env: AddressedEnvelope): boolean {
+    const s = this.online.get(claim.key);
+    if (!s || s.phase === 'closed' || s.sid !== claim.sid || (s.claim && s.claim.epoch !== claim.epoch)) return false;
+    switch (env.k) {
+      case EnvelopeKind.Text:
+        return this.delivery.fromNode(s, env);
+      case EnvelopeKind.Receipt:
+        this.delivery.receipt(s, env.id, env.peer, env.state);
+        return true;
+      case EnvelopeKind.Takeover:
+        return true; // the router acts on it (`lost`)
+      case EnvelopeKind.Replaced:
+        if (env.sid !== s.sid) return false;
+        this.kick(s);
+        return true;
+      case EnvelopeKind.Ended:
+        if (env.sid !== s.sid) return false;
+        this.accounts.forgetEnded(s.sid);
+        this.detach(s, CloseCode.SESSION_ENDED, 'signed out');
+        return true;
+      case EnvelopeKind.Wake:
+        this.delivery.woken(s);
+        return true;
+      case EnvelopeKind.Stream:
+      case EnvelopeKind.Chunk:
+        return this.remoteStreams.fromNode(s, env);
+      case EnvelopeKind.Signal:
+        this.signals.fromNode(s, env.frame);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** A claim of this node lost its name: the session holding it is told and closed. */
+  private lost(claim: Claim, by: Claim | null): void {
+    const s = this.online.get(claim.key);
+    if (!s || s.phase === 'closed') return;
+    if (!s.claim && this.claiming.has(s) && claim.sid === s.sid) {
+      // Its own claim, still resolving (the router tells this once): the session is told when it resolves. The
+      // latest epoch wins: an earlier one is a claim of an earlier socket of this session.
+      if ((this.lostEarly.get(s)?.claim.epoch ?? -1) < claim.epoch) this.lostEarly.set(s, { claim, by });
       return;
     }
-    if (f.v !== PROTOCOL_VERSION) {
-      s.error({ code: 'VERSION_UNSUPPORTED', message: `this server speaks protocol version ${PROTOCOL_VERSION}` });
-      this.detach(s, CloseCode.VERSION, 'unsupported protocol version');
+    if (s.claim?.epoch !== claim.epoch) return;
+    if (by && by.sid === s.sid) {
+      this.detach(s, CloseCode.REPLACED, 'replaced by a newer connection of this session', AbortReason.RECIPIENT_DISCONNECTED);
       return;
     }
-    s.send({
-      t: Op.Welcome, v: PROTOCOL_VERSION, name: s.name, now: Date.now(),
-      limits: {
-        maxTextBytes: Limits.maxTextBytes,
-        maxChunkBytes: this.opts.streams.maxChunkBytes,
-        maxStreamsPerUser: this.opts.streams.maxStreamsPerUser,
-        maxFileBytes: this.opts.streams.maxFileBytes,
-        streamWindowBytes: this.opts.streams.windowBytes,
-      },
-    });
-    if (f.follow) this.follow(s, { t: Op.Follow, names: f.follow });
-    s.phase = 'draining';
-    s.lastSeen = clock();
-    s.drain = new Drain();
-    void this.runDrain(s);
+    s.log.info({ by: by?.node }, 'name taken over');
+    s.send({ t: Op.Takeover, message: 'signed in elsewhere' });
+    this.detach(s, CloseCode.TAKEOVER, 'signed in elsewhere', AbortReason.TAKEOVER);
+  }
+
+  private presenceFrom(env: PresenceEnvelope): void {
+    if (env.origin === this.router.nodeId) return; // announced here already
+    this.delivery.remote.forget(env.key);
+    if (!env.online && this.online.has(env.key)) return; // moved here: no offline
+    this.presence.announce(env.key, env.name, env.online);
+  }
+
+  private busHealth(h: BusHealth): void {
+    if (!h.up) {
+      this.log.warn({ bus: h.reason }, 'bus down: texts other nodes took and had not settled are queued');
+      this.delivery.remote.busDown();
+      this.remoteStreams.busDown();
+      return;
+    }
+    this.log.info({}, 'bus up again');
+    this.delivery.redrainAll();
+    void this.presence.refresh();
+  }
+
+  /** Presence to every node; best effort (nodes re-read followed names when the bus is back). */
+  private broadcast(env: PresenceEnvelope): void {
+    try {
+      this.router.broadcast(env);
+    } catch (err) {
+      this.log.debug({ err }, 'presence not broadcast: bus unavailable');
+    }
   }
 
   /**
-   * Records a delivery state for the sender's session; all of a turn's receipts leave in one frame per session
-   * (see `ReceiptFrame`). A later state of the same message replaces an earlier one not yet sent.
+   * Gives a claim up; followers hear `offline` only when the name is then held nowhere (a move between nodes is
+   * a claim elsewhere then this release, and shows no offline). `announce`: the session was the name's here.
    */
-  private receipt(s: Session | undefined, id: string, to: string, state: Delivery): void {
-    if (!s || s.phase === 'closed') return;
-    const a = s.activity;
-    if (!a.receipts) {
-      a.receipts = new Map();
-      this.receiptsDue.push(s);
-      if (this.receiptsDue.length === 1) setImmediate(this.flushReceipts);
-    }
-    const prev = a.receipts.get(id);
-    if (prev) {
-      prev[1] = to;
-      prev[2] = state;
-    } else a.receipts.set(id, [id, to, state]);
-  }
-
-  private readonly flushReceipts = (): void => {
-    const due = this.receiptsDue.splice(0);
-    for (const s of due) {
-      const a = s.activity;
-      const items = [...a.receipts!.values()];
-      a.receipts = undefined;
-      if (s.phase === 'closed') continue;
-      for (let i = 0; i < items.length; i += 1000) s.send({ t: Op.Receipt, items: items.slice(i, i + 1000) });
-    }
-  };
-
-  /** Name key for a name as typed, or null when it is not a valid name. Cached: it runs for every message. */
-  private keyOf(raw: string): string | null {
-    let key = this.keyCache.get(raw);
-    if (key === undefined) {
-      const name = normalizeName(raw);
-      key = name === null ? null : nameKey(name);
-      if (this.keyCache.size >= 10_000) this.keyCache.clear();
-      this.keyCache.set(raw, key);
-    }
-    return key;
-  }
-
-  private send(s: Session, f: SendFrame): void {
-    const toKey = this.keyOf(f.to);
-    if (toKey === null) {
-      s.error({ code: 'UNKNOWN_CONTACT', message: 'no account has that name', ref: f.id });
-      return;
-    }
-    const seen = this.seen(s.key, f.id);
-    if (seen) {
-      this.receipt(s, f.id, f.to, seen === 'accepted' ? Delivery.Accepted : Delivery.Delivered);
-      return;
-    }
-    const msg: Inflight = { fromKey: s.key, from: s.name, id: f.id, text: f.text, ts: Date.now() };
-    const r = this.online.get(toKey);
-    const d = r?.phase === 'draining' ? r.drain : undefined;
-    if (r && (r.phase === 'live' || (d && (d.settling || !this.storeUp)))) {
-      if (r.phase === 'live' || !this.storeUp) this.deliver(r, msg);
-      else (d!.held ??= []).push(msg);
-      this.remember(s.key, f.id, 'accepted');
-      this.receipt(s, f.id, r.name, Delivery.Accepted);
-      return;
-    }
-    void this.queueFromSender(s, toKey, msg);
-  }
-
-  private async queueFromSender(s: Session, toKey: string, msg: Inflight): Promise<void> {
+  private async releaseClaim(key: string, name: string, claim: Claim, announce: boolean, graceMs = 0): Promise<void> {
     try {
-      const toName = this.online.get(toKey)?.name ?? (await this.accounts.lookup(toKey));
-      if (toName === null) throw new AppError('UNKNOWN_CONTACT', 'no account has that name', msg.id);
-      if (!this.storeUp) throw new AppError('STORE_UNAVAILABLE', 'the message store is unavailable; try again shortly', msg.id);
-      const result = await this.enqueue(toKey, msg, this.opts.queueCap);
-      if (result === 'full') throw new AppError('QUEUE_FULL', `${toName}'s queue is full; try again later`, msg.id);
-      this.receipt(s, msg.id, toName, Delivery.Queued);
+      const released = await this.router.release(claim);
+      if (!released || !announce || this.online.has(key)) return;
     } catch (err) {
-      if (err instanceof AppError && err.code === 'STORE_UNAVAILABLE') this.storeDown();
-      this.handlerError(s, err, msg.id);
+      this.log.debug({ err, user: name }, 'claim not released: bus unavailable');
+      if (!announce || this.online.has(key)) return;
+      return this.announceOffline(key, name);
     }
+    await this.offlineUnlessHeld(key, name, graceMs);
   }
 
-  /** Appends to the queue under the recipient's lock and wakes its drain; maps outages to AppError. */
-  private async enqueue(toKey: string, msg: Inflight, cap: number): Promise<'queued' | 'full'> {
-    const result = await this.queueLock.run(toKey, () => storeCall(() => this.store.enqueue({
-      to: toKey, from: msg.from, fromKey: msg.fromKey, id: msg.id, text: msg.text, ts: msg.ts,
-    }, cap)));
-    if (result.status === 'full') return 'full';
-    const d = this.online.get(toKey)?.drain;
-    if (d) {
-      d.dirty = true;
-      if (!d.running) void this.runDrain(this.online.get(toKey)!);
-    }
-    return 'queued';
-  }
-
-  private ack(s: Session, f: AckFrame): void {
-    const seqs: number[] = [];
-    for (const tag of f.tags) {
-      const m = s.inflight.get(tag);
-      if (!m) continue; // already acked, or a tag from an earlier connection: nothing to do
-      s.inflight.delete(tag);
-      if (m.seq !== undefined) {
-        seqs.push(m.seq);
-        const d = s.drain;
-        if (d && --d.batchLeft === 0) d.batchDone?.();
-      }
-      this.remember(m.fromKey, m.id, 'delivered');
-      this.receipt(this.online.get(m.fromKey), m.id, s.name, Delivery.Delivered);
-    }
-    if (seqs.length > 0) {
-      // If this delete is lost the messages come again next sign-in; the client de-duplicates them.
-      storeCall(() => this.store.ackQueue(s.key, seqs)).catch((err: unknown) => {
-        s.log.warn({ err, count: seqs.length }, 'could not delete acknowledged messages');
-      });
-    }
-  }
-
-  private follow(s: Session, f: FollowFrame): void {
-    const a = s.activity;
-    for (const key of a.follows ?? []) this.followers.get(key)?.delete(s);
-    const follows = (a.follows = new Set());
-    for (const raw of f.names) {
-      const name = normalizeName(raw);
-      if (!name) {
-        s.error({ code: 'BAD_NAME', message: `not a valid name: ${raw.slice(0, 40)}`, ref: raw.slice(0, 40) });
-        continue;
-      }
-      const key = nameKey(name);
-      follows.add(key);
-      let set = this.followers.get(key);
-      if (!set) this.followers.set(key, (set = new Set()));
-      set.add(s);
-      const peer = this.online.get(key);
-      s.send({ t: Op.Presence, name: peer?.name ?? name, online: peer !== undefined });
-    }
-  }
-
-  private ping(s: Session, f: PingFrame): void {
-    s.send(f.n === undefined ? { t: Op.Pong, now: Date.now() } : { t: Op.Pong, n: f.n, now: Date.now() });
-  }
-
-  // ------------------------------------------------------------------------------------------------------
-  // Delivery
-
-  private deliver(r: Session, m: Inflight): void {
-    const tag = r.activity.nextTag++;
-    r.inflight.set(tag, m);
-    r.send(m.seq === undefined
-      ? { t: Op.Message, tag, id: m.id, from: m.from, text: m.text, ts: m.ts }
-      : { t: Op.Message, tag, id: m.id, from: m.from, text: m.text, ts: m.ts, queued: true });
-  }
-
-  /** Hands the session its queue, batch by batch, then turns it live. One loop per session at a time. */
-  private async runDrain(s: Session): Promise<void> {
-    const d = s.drain;
-    if (!d || d.running) return;
-    d.running = true;
+  /** Offline to followers here and on every node, unless the name is held here or elsewhere (after `graceMs`). */
+  private async offlineUnlessHeld(key: string, name: string, graceMs = 0): Promise<void> {
     try {
-      while (s.phase === 'draining') {
-        d.dirty = false;
-        const batch = await storeCall(() =>
-          this.store.fetchQueue(s.key, d.cursor, this.opts.drainBatch, Date.now() - this.opts.retentionMs));
-        if (s.phase !== 'draining') return;
-        if (batch.length === 0) {
-          if (d.dirty || this.queueLock.busy(s.key)) {
-            // Writes are still landing: hold new messages in memory so they stop, then read what landed.
-            d.settling = true;
-            await this.queueLock.run(s.key, async () => undefined);
-            continue;
-          }
-          s.phase = 'live';
-          s.drain = undefined;
-          for (const m of d.held?.splice(0) ?? []) this.deliver(s, m);
-          this.log.debug({ conn: s.id, user: s.name }, 'queue drained; live');
-          return;
-        }
-        const done = new Promise<void>((resolve) => (d.batchDone = resolve));
-        d.batchLeft = batch.length;
-        for (const q of batch) this.deliver(s, { fromKey: q.fromKey, from: q.from, id: q.id, text: q.text, ts: q.ts, seq: q.seq });
-        d.cursor = batch[batch.length - 1]!.seq;
-        await done;
+      if (graceMs > 0) {
+        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, graceMs).unref?.());
+        if (this.state !== 'running' || this.online.has(key)) return;
       }
+      if ((await this.router.locate(key)) !== null || this.online.has(key)) return;
     } catch (err) {
-      if (err instanceof AppError && err.code === 'STORE_UNAVAILABLE') {
-        // The session stays `draining`; live messages reach it meanwhile (see `send`), and recovery resumes it.
-        this.storeDown();
-        s.log.warn({}, 'queue drain paused: store unavailable');
-      } else {
-        s.log.error({ err }, 'queue drain failed');
-      }
-    } finally {
-      d.running = false;
+      this.log.debug({ err, user: name }, 'name not located: bus unavailable');
+      if (this.online.has(key)) return;
     }
+    this.announceOffline(key, name);
   }
 
-  /** Writes what was in flight to a departed session back to its queue, in the order it was sent. */
-  private requeue(s: Session): void {
-    const inflight = s.act?.inflight;
-    const live = [...[...(inflight?.values() ?? [])].filter((m) => m.seq === undefined), ...(s.drain?.held?.splice(0) ?? [])];
-    inflight?.clear();
-    if (live.length === 0) return;
-    void this.queueLock.run(s.key, async () => {
-      for (const [i, m] of live.entries()) {
-        try {
-          // Accepted messages are never refused for the cap: the sender was already told `accepted`.
-          await storeCall(() => this.store.enqueue({ to: s.key, from: m.from, fromKey: m.fromKey, id: m.id, text: m.text, ts: m.ts }, Number.MAX_SAFE_INTEGER));
-          this.forget(m.fromKey, m.id);
-          this.receipt(this.online.get(m.fromKey), m.id, s.name, Delivery.Queued);
-        } catch (err) {
-          for (const rest of live.slice(i)) this.pendingRequeue.push({ to: s.key, msg: rest });
-          this.storeDown();
-          s.log.warn({ err, count: live.length - i }, 'requeue deferred: store unavailable');
-          return;
-        }
-      }
-    });
+  private announceOffline(key: string, name: string): void {
+    this.presence.announce(key, name, false);
+    this.broadcast({ k: EnvelopeKind.Presence, key, name, online: false, origin: this.router.nodeId });
   }
 
   // ------------------------------------------------------------------------------------------------------
-  // Store outages
+  // Takeover, closing
 
-  private storeDown(): void {
-    if (this.storeUp) this.log.warn({ store: this.store.kind }, 'store unavailable; will retry');
-    this.storeUp = false;
-    if (this.recovering || this.state === 'closed') return;
-    const probe = async (delay: number): Promise<void> => {
-      const ok = await this.store.ping().catch(() => false);
-      if (!ok) {
-        this.recovering = setTimeout(() => void probe(Math.min(delay * 2, 5000)), delay);
-        this.recovering.unref();
-        return;
-      }
-      this.recovering = undefined;
-      this.storeUp = true;
-      this.log.info({ store: this.store.kind }, 'store available again');
-      await this.retryRequeue();
-      for (const s of this.online.values()) if (s.phase === 'draining') void this.runDrain(s);
-    };
-    this.recovering = setTimeout(() => void probe(250), 250);
-    this.recovering.unref();
-  }
-
-  private async retryRequeue(): Promise<void> {
-    const items = this.pendingRequeue.splice(0);
-    for (const [i, { to, msg }] of items.entries()) {
-      try {
-        await this.queueLock.run(to, () => storeCall(() => this.store.enqueue({ to, from: msg.from, fromKey: msg.fromKey, id: msg.id, text: msg.text, ts: msg.ts }, Number.MAX_SAFE_INTEGER)));
-        this.forget(msg.fromKey, msg.id);
-        const r = this.online.get(to);
-        if (r?.drain) r.drain.dirty = true;
-        this.receipt(this.online.get(msg.fromKey), msg.id, r?.name ?? to, Delivery.Queued);
-      } catch {
-        this.pendingRequeue.unshift(...items.slice(i));
-        this.storeDown();
-        return;
-      }
-    }
-  }
-
-  // ------------------------------------------------------------------------------------------------------
-  // Takeover, presence, closing
-
-  /** A sign-in for `key` completed: the live socket of any other session of that name is told and closed. */
-  private takeover(key: string, currentSid: string): void {
+  /**
+   * A sign-in for `key` completed and replaced the sessions `replaced` (the store marked them): the live socket
+   * of one of those is told and closed, here at once, and on another node by a `replaced` envelope to the claim
+   * the router locates, when that claim is one of theirs. Only those: a sign-in on another node may have
+   * completed meanwhile, and its session (newer, not in `replaced`) must stay. The sign-in does not claim the
+   * name: its claim could come after the newest session's own and close it. Awaited by the sign-in; a bus outage
+   * only leaves the kick to the new socket's own claim.
+   */
+  private async takeover(key: string, replaced: readonly string[]): Promise<void> {
+    if (replaced.length === 0) return;
     const s = this.online.get(key);
-    if (!s || s.sid === currentSid) return;
+    if (s && replaced.includes(s.sid)) this.kick(s);
+    try {
+      const holder = await this.router.locate(key);
+      if (holder && holder.node !== this.router.nodeId && replaced.includes(holder.sid)) {
+        await this.router.deliver({ k: EnvelopeKind.Replaced, to: key, sid: holder.sid }, holder);
+      }
+    } catch (err) {
+      this.log.warn({ err, user: key }, 'sign-in could not close the replaced session cluster-wide; the new socket will');
+    }
+  }
+
+  /** Session `sid` of `key` was signed out or ended here: its socket closes, on this node or the one holding it. */
+  private async sessionEnded(key: string, sid: string): Promise<void> {
+    const s = this.online.get(key);
+    if (s?.sid === sid) {
+      this.detach(s, CloseCode.SESSION_ENDED, 'signed out');
+      return;
+    }
+    try {
+      const holder = await this.router.locate(key);
+      if (holder && holder.node !== this.router.nodeId && holder.sid === sid) {
+        await this.router.deliver({ k: EnvelopeKind.Ended, to: key, sid }, holder);
+      }
+    } catch (err) {
+      this.log.warn({ err, user: key }, 'could not close the ended session on its node; its token no longer works');
+    }
+  }
+
+  /** Tells a session a newer sign-in of its name took over, and closes it with TAKEOVER. */
+  private kick(s: Session): void {
     s.send({ t: Op.Takeover, message: 'signed in elsewhere' });
     this.detach(s, CloseCode.TAKEOVER, 'signed in elsewhere', AbortReason.TAKEOVER);
   }
@@ -663,47 +483,27 @@ export class Hub {
     this.accounts.rememberSession(s.sid, s.key, s.name, s.expires);
     s.drain?.batchDone?.();
     this.streams.sessionGone(s, abort);
-    for (const key of s.act?.follows ?? []) this.followers.get(key)?.delete(s);
-    this.requeue(s);
+    this.remoteStreams.sessionGone(s, abort);
+    this.presence.unfollowAll(s);
+    this.delivery.requeue(s);
+    this.rooms.gone(s);
     if (this.online.get(s.key) === s) {
       this.online.delete(s.key);
       // A session replaced by another of the same name leaves no offline gap: `open` registered the new one.
-      queueMicrotask(() => {
-        if (!this.online.has(s.key)) this.announce(s.key, s.name, false);
-      });
-    }
-  }
-
-  private announce(key: string, name: string, online: boolean): void {
-    const set = this.followers.get(key);
-    if (!set) return;
-    const bytes = encodeFrame({ t: Op.Presence, name, online });
-    for (const f of set) if (f.phase !== 'closed') f.write(bytes);
-  }
-
-  /**
-   * De-duplication memory, keyed by message id alone with the sender in the value: ids are 126-bit random
-   * strings made by clients, and hashing the bare id is much cheaper on the hot path than hashing a fresh
-   * `sender + id` string. An id another sender already used is simply not de-duplicated, never confused.
-   */
-  private seen(fromKey: string, id: string): 'accepted' | 'delivered' | undefined {
-    const e = this.recent.get(id);
-    return e !== undefined && e.fromKey === fromKey ? e.state : undefined;
-  }
-
-  private remember(fromKey: string, id: string, state: 'accepted' | 'delivered'): void {
-    const e = this.recent.get(id);
-    if (e !== undefined && e.fromKey === fromKey) e.state = state;
-    else if (e === undefined) this.recent.set(id, { fromKey, state });
-  }
-
-  private forget(fromKey: string, id: string): void {
-    if (this.recent.get(id)?.fromKey === fromKey) this.recent.delete(id);
+      // A session closed by a takeover has a newer sign-in whose socket is on its way, maybe to another node:
+      // its offline waits a moment, so followers see no offline between the two (no flap on a move).
+      if (s.claim) void this.releaseClaim(s.key, s.name, s.claim, true, abort === AbortReason.TAKEOVER ? TAKEOVER_OFFLINE_GRACE_MS : 0);
+      else if (!this.claiming.has(s)) {
+        queueMicrotask(() => {
+          if (!this.online.has(s.key)) this.presence.announce(s.key, s.name, false);
+        });
+      }
+    } else if (s.claim) void this.releaseClaim(s.key, s.name, s.claim, false);
   }
 
   /** Closes sessions that never said hello, expired, or went quiet. One timer for all sessions. */
   private sweep(): void {
-    const now = clock();
+    const now = ticks(this.clock.now());
     const cutoff = now - this.opts.idleTimeoutMs;
     const helloCutoff = now - this.opts.helloTimeoutMs;
     const nowSec = Math.floor(now / 1000);
@@ -713,37 +513,6 @@ export class Hub {
         this.detach(s, CloseCode.VERSION, 'no hello');
       } else if (s.expiresSec <= nowSec) this.detach(s, CloseCode.SESSION_ENDED, 'session expired');
       else if (s.lastSeen < cutoff) this.detach(s, CloseCode.IDLE, 'idle');
-    }
-  }
-
-  /** The session's frame-rate bucket (in thousandths of a frame, see `Session.credit`). */
-  private takeToken(s: Session, now: number): boolean {
-    s.credit = Math.min(this.opts.frameBurst * 1000, s.credit + (now - s.creditAt) * this.opts.frameRate);
-    s.creditAt = now;
-    if (s.credit < 1000) return false;
-    s.credit -= 1000;
-    return true;
-  }
-
-  private badFrame(s: Session, err: unknown): void {
-    if (err instanceof ProtocolError) {
-      s.error({ code: err.code, message: err.message, ref: err.ref });
-    } else {
-      s.log.error({ err }, 'frame decoding failed unexpectedly');
-      s.error({ code: 'INTERNAL', message: 'internal error' });
-    }
-    if (++s.activity.badFrames > this.opts.maxBadFrames) this.detach(s, CloseCode.PROTOCOL, 'too many malformed frames');
-  }
-
-  private handlerError(s: Session, err: unknown, ref?: string | number): void {
-    if (err instanceof AppError) {
-      s.error({ code: err.code, message: err.message, ref: err.ref ?? ref });
-    } else if (err instanceof StoreUnavailableError) {
-      this.storeDown();
-      s.error({ code: 'STORE_UNAVAILABLE', message: 'the message store is unavailable; try again shortly', ref });
-    } else {
-      s.log.error({ err }, 'handler failed');
-      s.error({ code: 'INTERNAL', message: 'internal error', ref });
     }
   }
 }

@@ -23,6 +23,11 @@ export class TokenBucket {
     return this.tokens >= cost;
   }
 
+  /** Gives back what `take` took (an attempt that turned out not to count, e.g. a successful sign-in). */
+  refund(cost = 1): void {
+    this.tokens = Math.min(this.burst, this.tokens + cost);
+  }
+
   private refill(now: number): void {
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.ratePerSec) / 1000);
     this.last = now;
@@ -52,5 +57,10 @@ export class KeyedLimiter {
       this.buckets.set(key, b);
     }
     return b.take(now);
+  }
+
+  /** Gives back one token taken from `key` (no-op when the key was forgotten meanwhile). */
+  refund(key: string): void {
+    this.buckets.get(key)?.refund();
   }
 }

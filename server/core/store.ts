@@ -7,6 +7,7 @@
  * backing store cannot be reached; the core turns that into STORE_UNAVAILABLE for clients and never reports a
  * message as queued unless `enqueue` resolved.
  */
+import type { RoomStore } from './room-store.ts';
 
 export interface Account {
   /** Name key (identity). */
@@ -57,6 +58,13 @@ export interface QueuedMessage extends NewQueuedMessage {
   seq: number;
 }
 
+/** A `delivered` receipt waiting for its sender: message `id` reached `to` (display name) at `at`. */
+export interface PendingReceipt {
+  id: string;
+  to: string;
+  at: number;
+}
+
 export type EnqueueResult =
   /** Stored now. */
   | { status: 'queued'; seq: number }
@@ -68,6 +76,8 @@ export type EnqueueResult =
 export interface Store {
   /** Human-readable adapter name for logs and health (`embedded`, `mongodb`). */
   readonly kind: string;
+  /** Rooms, their members and logs (server/core/room-store.ts). Usable once `open` resolved. */
+  readonly rooms: RoomStore;
 
   /** Connects / opens, creates indexes. Rejects with a clear message when it cannot. */
   open(): Promise<void>;
@@ -80,6 +90,12 @@ export interface Store {
   /** Creates the account; returns false (and writes nothing) when the key exists. */
   createAccount(account: Account): Promise<boolean>;
   getAccount(key: string): Promise<Account | null>;
+  /**
+   * Claims a confusable skeleton (Unicode TS #39, see server/core/confusables.ts) for the account `key`:
+   * resolves to the key that holds it, which is `key` when it was free or already this account's. Atomic:
+   * of two racing claims of one skeleton for different keys, one wins.
+   */
+  claimSkeleton(skeleton: string, key: string): Promise<string>;
 
   // sessions
   putSession(session: SessionRecord): Promise<void>;
@@ -87,7 +103,10 @@ export interface Store {
   deleteSession(tokenHash: string): Promise<void>;
   /**
    * Marks every live session of `key` except `keepTokenHash` as replaced at `at` and returns their token
-   * hashes. Sessions already replaced are left as they are.
+   * hashes. Sessions already replaced are left as they are. When a live session of `key` is newer than
+   * `keepTokenHash` (`isNewerSession`: a sign-in that raced this one, on another process), `keepTokenHash` is
+   * marked and returned too, and that newer one is left live: so of sign-ins racing on several processes, whose
+   * calls can each see the other's session live, exactly the newest session ends live, never none.
    */
   replaceSessions(key: string, keepTokenHash: string, at: number): Promise<string[]>;
   /** Deletes sessions whose `expires` is before `now`; returns how many. */
@@ -100,6 +119,21 @@ export interface Store {
    * Resolves only once the message survives a crash of this process.
    */
   enqueue(message: NewQueuedMessage, cap: number): Promise<EnqueueResult>;
+  /**
+   * Puts messages that were already accepted (in flight to a session that left) back on `to`'s queue, in the
+   * given order, as one durable write where the adapter can: a takeover with thousands in flight must not hold
+   * the recipient's queue for thousands of round trips. Never refused for the cap (their senders were told
+   * `accepted`), but they count toward it from then on. A (fromKey, id) already queued is skipped and reported
+   * as `duplicate`. Results are in the order of `messages`; every message must be for `to`.
+   */
+  enqueueBatch(to: string, messages: NewQueuedMessage[]): Promise<EnqueueResult[]>;
+  /**
+   * Keeps `delivered` receipts for a sender who was not online when its messages were acknowledged, so they
+   * reach it when it is back (see `takeReceipts`). (fromKey, id) is kept once. Resolves once durable.
+   */
+  putReceipts(fromKey: string, receipts: PendingReceipt[]): Promise<void>;
+  /** Returns and deletes every receipt kept for `fromKey`, oldest first (at most `limit`). */
+  takeReceipts(fromKey: string, limit: number): Promise<PendingReceipt[]>;
   /** Up to `limit` messages of `to` with seq > afterSeq and ts >= notBefore, in seq order. */
   fetchQueue(to: string, afterSeq: number, limit: number, notBefore: number): Promise<QueuedMessage[]>;
   /** Deletes the given messages of `to` (bulk); unknown seqs are ignored. Returns how many were deleted. */
@@ -110,6 +144,18 @@ export interface Store {
   findQueued(fromKey: string, id: string): Promise<QueuedMessage | null>;
   /** Deletes queued messages with ts < before (retention); returns how many. */
   purgeExpiredMessages(before: number): Promise<number>;
+
+  // account changes
+  /** Replaces the account's password hash; false (nothing written) when there is no such account. */
+  setPassword(key: string, passwordHash: string): Promise<boolean>;
+  /** Deletes every session of `key` except `keepTokenHash` (if given); returns the deleted token hashes. */
+  deleteSessionsOf(key: string, keepTokenHash?: string): Promise<string[]>;
+  /**
+   * Deletes the account, all its sessions and every message queued for it; false when there was no account.
+   * Messages it sent that wait in others' queues stay (they were accepted). Sessions go first, so a crash
+   * half-way leaves an account nobody is signed in to, never a session without an account.
+   */
+  deleteAccount(key: string): Promise<boolean>;
 }
 
 /** Thrown (rejected) by adapters when the backing store cannot be reached. */
@@ -118,4 +164,12 @@ export class StoreUnavailableError extends Error {
     super(message, options);
     this.name = 'StoreUnavailableError';
   }
+}
+
+/**
+ * The order `replaceSessions` keeps between two sessions of one name: the later `created` is newer, and of two
+ * created in the same millisecond the larger token hash (hex, so string order is byte order).
+ */
+export function isNewerSession(a: { created: number; tokenHash: string }, b: { created: number; tokenHash: string }): boolean {
+  return a.created > b.created || (a.created === b.created && a.tokenHash > b.tokenHash);
 }

@@ -8,7 +8,13 @@
  *   queue             [to, seq] -> the message without `to` and `seq` (those are the key)
  *   queueById         [fromKey, id] -> { to, seq }: the global (sender, id) uniqueness index
  *   queueByTime       [ts, to, seq] -> null: lets retention purge without scanning every queue
+ *   skeletons         confusable skeleton -> name key that claimed it (look-alike names)
+ *   meta              one-time layout steps done: `skeletonsBackfilled` (see `#backfillSkeletons`),
+ *                     `invitesIndexed` (see `#indexInvites`)
+ *   receipts          [fromKey, id] -> { to, at }: `delivered` receipts waiting for an absent sender
  *   recipients        to -> { last, count }: the last seq handed out and the queue length
+ *   rooms, roomMembers, memberRooms, roomInvites, memberInvites, roomLog, roomLogById, roomLogByTime, roomMeta
+ *                     rooms and their logs (see embedded-rooms.ts)
  *
  * `<dir>/sessions/` holds the sessions, and nothing else:
  *
@@ -29,7 +35,9 @@
  * single writer per environment across threads *and* processes, so the read-check-write inside a callback
  * (dedup, cap, seq) is atomic even when several Parley processes share the directory. The index databases
  * are only written in the same callbacks as the records they point at, so they never disagree with them;
- * no write needs both environments, because sessions and the rest never point at each other.
+ * no write needs both environments, because sessions and the rest never point at each other. That holds only
+ * while no process opens an environment as another commits to it: the bundled LMDB can then forget the commit,
+ * so every open and every write goes through an open gate (embedded-open-gate.ts).
  *
  * Keys of the main environment use lmdb-js's default ordered-binary encoding, where an array key is its
  * elements joined by a 0 byte. That is unambiguous only because names and message ids never contain control
@@ -43,6 +51,9 @@ import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { open, type Database, type DatabaseOptions, type Key, type RootDatabase } from 'lmdb';
+import { skeleton } from '../core/confusables.ts';
+import { OpenGate } from './embedded-open-gate.ts';
+import { EmbeddedRooms, indexInvites, openRoomDatabases, ROOM_DATABASES, type RoomDatabases } from './embedded-rooms.ts';
 import type { Logger } from '../core/logger.ts';
 import {
   StoreUnavailableError,
@@ -51,7 +62,9 @@ import {
   type NewQueuedMessage,
   type QueuedMessage,
   type SessionRecord,
+  type PendingReceipt,
   type Store,
+  isNewerSession,
 } from '../core/store.ts';
 
 /** Options for {@link EmbeddedStore}. */
@@ -107,13 +120,19 @@ interface LegacySession {
   replacedAt?: number;
 }
 
-interface Databases {
+interface Databases extends RoomDatabases {
   root: RootDatabase;
   accounts: Database<Account, string>;
   queue: Database<StoredMessage, QueueKey>;
   queueById: Database<MessageRef, IdKey>;
   queueByTime: Database<null, TimeKey>;
   recipients: Database<RecipientMeta, string>;
+  /** Confusable skeleton -> name key of the account that claimed it. */
+  skeletons: Database<string, string>;
+  /** [fromKey, id] -> receipt waiting for an offline sender (see Store.putReceipts). */
+  receipts: Database<{ to: string; at: number }, [string, string]>;
+  /** Layout steps done once per data directory -> when (ms since epoch). */
+  meta: Database<number, string>;
   /** The sessions environment (`<dir>/sessions`). */
   sessionsRoot: RootDatabase;
   sessions: Database<StoredSession, Buffer>;
@@ -133,6 +152,11 @@ interface LegacyDatabases {
  * callback runs on the main thread and holds LMDB's writer lock, so one huge purge would stall every enqueue.
  */
 const PURGE_BATCH = 500;
+
+/** `meta` key: skeletons have been claimed for the accounts made before registration claimed them. */
+const SKELETONS_BACKFILLED = 'skeletonsBackfilled';
+/** `meta` key: room invitations made before `memberInvites` existed are in it. */
+const INVITES_INDEXED = 'invitesIndexed';
 
 /** Legacy sessions copied per transaction by the migration; each batch is one commit and one fsync. */
 const MIGRATE_BATCH = 1_000;
@@ -154,10 +178,21 @@ export class EmbeddedStore implements Store {
   readonly #logger: Logger | undefined;
   #dbs: Databases | null = null;
   #opening: Promise<void> | null = null;
+  /** Per environment, what keeps other processes' commits out of our open (see embedded-open-gate.ts). */
+  readonly #gates: { main: OpenGate; sessions: OpenGate };
+  /** The gate of each open environment, for `#write`. */
+  readonly #gateOf = new WeakMap<RootDatabase, OpenGate>();
+  /** Rooms, members and room logs, in the main environment (see embedded-rooms.ts). */
+  readonly rooms = new EmbeddedRooms({
+    dbs: () => this.#databases(),
+    write: (op, work) => this.#write(op, this.#databases().root, work),
+    read: async (op, work) => this.#read(op, work),
+  });
 
   constructor(options: EmbeddedStoreOptions) {
     this.#dir = path.resolve(options.dir);
     this.#logger = options.logger;
+    this.#gates = { main: new OpenGate(this.#dir), sessions: new OpenGate(path.join(this.#dir, 'sessions')) };
   }
 
   async open(): Promise<void> {
@@ -187,25 +222,34 @@ export class EmbeddedStore implements Store {
     let dbs: Databases;
     let where = dir;
     try {
-      root = openEnvironment(dir, 16);
-      const main = {
-        root,
-        accounts: root.openDB<Account, string>({ name: 'accounts' }),
-        queue: root.openDB<StoredMessage, QueueKey>({ name: 'queue' }),
-        queueById: root.openDB<MessageRef, IdKey>({ name: 'queueById' }),
-        queueByTime: root.openDB<null, TimeKey>({ name: 'queueByTime' }),
-        recipients: root.openDB<RecipientMeta, string>({ name: 'recipients' }),
-      };
+      root = await this.#gates.main.opening(() => openEnvironment(dir, 16 + ROOM_DATABASES));
+      this.#gateOf.set(root, this.#gates.main);
+      const mainRoot = root;
+      // Creating a database is a commit, so it waits while another process opens.
+      const main = await this.#gates.main.writing(() => ({
+        root: mainRoot,
+        ...openRoomDatabases(mainRoot),
+        accounts: mainRoot.openDB<Account, string>({ name: 'accounts' }),
+        queue: mainRoot.openDB<StoredMessage, QueueKey>({ name: 'queue' }),
+        queueById: mainRoot.openDB<MessageRef, IdKey>({ name: 'queueById' }),
+        queueByTime: mainRoot.openDB<null, TimeKey>({ name: 'queueByTime' }),
+        recipients: mainRoot.openDB<RecipientMeta, string>({ name: 'recipients' }),
+        skeletons: mainRoot.openDB<string, string>({ name: 'skeletons' }),
+        receipts: mainRoot.openDB<{ to: string; at: number }, [string, string]>({ name: 'receipts' }),
+        meta: mainRoot.openDB<number, string>({ name: 'meta' }),
+      }));
       where = sessionsDir;
-      sessionsRoot = openEnvironment(sessionsDir, 4);
-      dbs = {
+      sessionsRoot = await this.#gates.sessions.opening(() => openEnvironment(sessionsDir, 4));
+      this.#gateOf.set(sessionsRoot, this.#gates.sessions);
+      const sessionsEnv = sessionsRoot;
+      dbs = await this.#gates.sessions.writing(() => ({
         ...main,
-        sessionsRoot,
-        sessions: sessionsRoot.openDB<StoredSession, Buffer>({ name: 'sessions', keyEncoding: 'binary' }),
+        sessionsRoot: sessionsEnv,
+        sessions: sessionsEnv.openDB<StoredSession, Buffer>({ name: 'sessions', keyEncoding: 'binary' }),
         // Binary values keep the dupSort index's values sorted (bytewise) and comparable for removal.
-        sessionsByKey: sessionsRoot.openDB<Buffer, string>({ name: 'sessionsByKey', dupSort: true, encoding: 'binary' }),
-        sessionsByExpiry: sessionsRoot.openDB<null, Buffer>({ name: 'sessionsByExpiry', keyEncoding: 'binary' }),
-      };
+        sessionsByKey: sessionsEnv.openDB<Buffer, string>({ name: 'sessionsByKey', dupSort: true, encoding: 'binary' }),
+        sessionsByExpiry: sessionsEnv.openDB<null, Buffer>({ name: 'sessionsByExpiry', keyEncoding: 'binary' }),
+      }));
     } catch (error) {
       await sessionsRoot?.close().catch(() => undefined);
       await root?.close().catch(() => undefined);
@@ -217,6 +261,10 @@ export class EmbeddedStore implements Store {
     try {
       const moved = await this.#migrateSessions(dbs);
       if (moved > 0) this.#logger?.info({ store: this.kind, dir, sessions: moved }, 'sessions moved to their own environment');
+      const claimed = await this.#backfillSkeletons(dbs);
+      if (claimed > 0) this.#logger?.info({ store: this.kind, dir, accounts: claimed }, 'look-alike skeletons claimed for older accounts');
+      const indexed = await this.#indexInvites(dbs);
+      if (indexed > 0) this.#logger?.info({ store: this.kind, dir, invitations: indexed }, 'older room invitations indexed by invitee');
     } catch (error) {
       await Promise.all([sessionsRoot.close(), root.close()]).catch(() => undefined);
       throw error instanceof StoreUnavailableError
@@ -278,6 +326,16 @@ export class EmbeddedStore implements Store {
     return this.#read('getAccount', () => accounts.get(key) ?? null);
   }
 
+  async claimSkeleton(skeleton: string, key: string): Promise<string> {
+    const { root, skeletons } = this.#databases();
+    return this.#write('claimSkeleton', root, () => {
+      const holder = skeletons.get(skeleton);
+      if (holder !== undefined) return holder;
+      skeletons.putSync(skeleton, key);
+      return key;
+    });
+  }
+
   // sessions
 
   async putSession(session: SessionRecord): Promise<void> {
@@ -311,16 +369,23 @@ export class EmbeddedStore implements Store {
     const dbs = this.#databases();
     const keep = hashBytes(keepTokenHash);
     return this.#write('replaceSessions', dbs.sessionsRoot, () => {
-      const replaced: string[] = [];
+      const live: Array<{ hash: Buffer; tokenHash: string; created: number; session: StoredSession }> = [];
       for (const hash of Array.from(dbs.sessionsByKey.getValues(key))) {
-        if (keep.equals(hash)) continue;
         const session = dbs.sessions.get(hash);
         if (!session || session[4] !== undefined) continue;
+        live.push({ hash, tokenHash: hash.toString('hex'), created: session[2], session });
+      }
+      // The port's rule (isNewerSession): a session newer than the one kept stays live and the kept one goes.
+      const kept = live.find((s) => keep.equals(s.hash));
+      const others = live.filter((s) => s !== kept);
+      const marked = kept && others.some((s) => isNewerSession(s, kept))
+        ? [...others.filter((s) => !isNewerSession(s, kept)), kept]
+        : others;
+      for (const { hash, session } of marked) {
         const [k, name, created, expires] = session;
         dbs.sessions.putSync(hash, [k, name, created, expires, at]);
-        replaced.push(hash.toString('hex'));
       }
-      return replaced;
+      return marked.map((s) => s.tokenHash);
     });
   }
 
@@ -367,6 +432,60 @@ export class EmbeddedStore implements Store {
       dbs.queueByTime.putSync([ts, to, seq], null);
       dbs.recipients.putSync(to, { last: seq, count: meta.count + 1 });
       return { status: 'queued', seq };
+    });
+  }
+
+  async putReceipts(fromKey: string, receipts: PendingReceipt[]): Promise<void> {
+    if (receipts.length === 0) return;
+    const { root, receipts: db } = this.#databases();
+    await this.#write('putReceipts', root, () => {
+      for (const r of receipts) db.putSync([fromKey, r.id], { to: r.to, at: r.at });
+    });
+  }
+
+  async takeReceipts(fromKey: string, limit: number): Promise<PendingReceipt[]> {
+    const { root, receipts: db } = this.#databases();
+    return this.#write('takeReceipts', root, () => {
+      const out: PendingReceipt[] = [];
+      const keys: Array<[string, string]> = [];
+      for (const { key, value } of db.getRange({ start: [fromKey], end: [fromKey, '\uffff'] })) {
+        if (out.length >= limit) break;
+        out.push({ id: key[1], to: value.to, at: value.at });
+        keys.push(key);
+      }
+      for (const k of keys) db.removeSync(k);
+      return out.sort((a, b) => a.at - b.at);
+    });
+  }
+
+  async enqueueBatch(to: string, messages: NewQueuedMessage[]): Promise<EnqueueResult[]> {
+    if (messages.length === 0) return [];
+    const dbs = this.#databases();
+    if (messages.some((m) => m.to !== to)) throw new Error('enqueueBatch: every message must be for the same recipient');
+    return this.#write('enqueueBatch', dbs.root, (): EnqueueResult[] => {
+      // As in `enqueue`: every read first, then the writes (a throw half-way would not roll back).
+      const existing = messages.map((m) => dbs.queueById.get([m.fromKey, m.id]));
+      const meta = dbs.recipients.get(to) ?? { last: 0, count: 0 };
+      const results: EnqueueResult[] = [];
+      const inBatch = new Map<string, number>();
+      let { last, count } = meta;
+      for (const [i, m] of messages.entries()) {
+        const dupKey = `${m.fromKey}\u0000${m.id}`;
+        const prior = existing[i] ?? (inBatch.has(dupKey) ? { seq: inBatch.get(dupKey)! } : undefined);
+        if (prior) {
+          results.push({ status: 'duplicate', seq: prior.seq });
+          continue;
+        }
+        const seq = ++last;
+        count++;
+        inBatch.set(dupKey, seq);
+        dbs.queue.putSync([to, seq], { from: m.from, fromKey: m.fromKey, id: m.id, text: m.text, ts: m.ts });
+        dbs.queueById.putSync([m.fromKey, m.id], { to, seq });
+        dbs.queueByTime.putSync([m.ts, to, seq], null);
+        results.push({ status: 'queued', seq });
+      }
+      if (last !== meta.last) dbs.recipients.putSync(to, { last, count });
+      return results;
     });
   }
 
@@ -466,7 +585,7 @@ export class EmbeddedStore implements Store {
    * record over a session that another one has since replaced or deleted.
    */
   async #migrateSessions(dbs: Databases): Promise<number> {
-    const legacy = openLegacySessions(dbs.root);
+    const legacy = await this.#gates.main.writing(() => openLegacySessions(dbs.root));
     if (!legacy || legacy.sessions.getKeysCount({ limit: 1 }) === 0) return 0;
     let copied = 0;
     let skipped = 0;
@@ -504,6 +623,39 @@ export class EmbeddedStore implements Store {
     return copied;
   }
 
+  /**
+   * Accounts made before registration claimed skeletons (look-alike names) get theirs, once per directory, in
+   * one transaction: the oldest account of a skeleton holds it, as if each had registered with the check.
+   * Returns how many were claimed.
+   */
+  async #backfillSkeletons(dbs: Databases): Promise<number> {
+    if (dbs.meta.get(SKELETONS_BACKFILLED) !== undefined) return 0;
+    return this.#write('backfillSkeletons', dbs.root, () => {
+      if (dbs.meta.get(SKELETONS_BACKFILLED) !== undefined) return 0;
+      const all = [...dbs.accounts.getRange()].map(({ value }) => value).sort((a, b) => a.created - b.created);
+      let claimed = 0;
+      for (const account of all) {
+        const sk = skeleton(account.key);
+        if (dbs.skeletons.get(sk) !== undefined) continue;
+        dbs.skeletons.putSync(sk, account.key);
+        claimed++;
+      }
+      dbs.meta.putSync(SKELETONS_BACKFILLED, Date.now());
+      return claimed;
+    });
+  }
+
+  /** Room invitations made before `memberInvites` existed get their entries there, once per directory. */
+  async #indexInvites(dbs: Databases): Promise<number> {
+    if (dbs.meta.get(INVITES_INDEXED) !== undefined) return 0;
+    return this.#write('indexInvites', dbs.root, () => {
+      if (dbs.meta.get(INVITES_INDEXED) !== undefined) return 0;
+      const indexed = indexInvites(dbs);
+      dbs.meta.putSync(INVITES_INDEXED, Date.now());
+      return indexed;
+    });
+  }
+
   // plumbing
 
   /** The open databases, or a StoreUnavailableError: the core must never mistake a closed store for an empty one. */
@@ -536,10 +688,21 @@ export class EmbeddedStore implements Store {
    * the two environments never wait for each other.
    */
   async #write<T>(op: string, root: RootDatabase, work: () => T): Promise<T> {
-    let committed: Promise<T>;
+    const gate = this.#gateOf.get(root);
+    let committed: Promise<T> | undefined;
     let flushed: Promise<unknown>;
     try {
-      committed = root.transaction(work);
+      if (!gate) throw new Error('the environment is not open');
+      // Usually returns nothing, so the transaction is queued in this very call: call order is commit order.
+      const entered = gate.enter();
+      if (entered) await entered;
+      try {
+        committed = root.transaction(work);
+      } finally {
+        // Counted in flight until its commit is visible to every process (or it failed).
+        if (committed) committed.then(() => gate.leave(), () => gate.leave());
+        else gate.leave();
+      }
       flushed = new Promise((resolve, reject) => {
         root.flushed.then(resolve, reject);
       });
@@ -558,6 +721,49 @@ export class EmbeddedStore implements Store {
     if (error instanceof StoreUnavailableError) return error;
     this.#logger?.warn({ store: this.kind, op, err: describe(error) }, 'store operation failed');
     return new StoreUnavailableError(`embedded store: ${op} failed (${describe(error)})`, { cause: error });
+  }
+
+  // account changes
+
+  async setPassword(key: string, passwordHash: string): Promise<boolean> {
+    const dbs = this.#databases();
+    return this.#write('setPassword', dbs.root, () => {
+      const account = dbs.accounts.get(key);
+      if (!account) return false;
+      dbs.accounts.putSync(key, { ...account, passwordHash });
+      return true;
+    });
+  }
+
+  async deleteSessionsOf(key: string, keepTokenHash?: string): Promise<string[]> {
+    const dbs = this.#databases();
+    const keep = keepTokenHash === undefined ? undefined : hashBytes(keepTokenHash);
+    return this.#write('deleteSessionsOf', dbs.sessionsRoot, () => {
+      const found = Array.from(dbs.sessionsByKey.getValues(key)).filter((hash) => !keep?.equals(hash))
+        .map((hash) => [hash, dbs.sessions.get(hash)] as const);
+      for (const [hash, session] of found) {
+        if (session) {
+          unindexSession(dbs, hash, session);
+          dbs.sessions.removeSync(hash);
+        } else dbs.sessionsByKey.removeSync(key, hash);
+      }
+      return found.map(([hash]) => hash.toString('hex'));
+    });
+  }
+
+  async deleteAccount(key: string): Promise<boolean> {
+    await this.deleteSessionsOf(key);
+    const dbs = this.#databases();
+    return this.#write('deleteAccount', dbs.root, () => {
+      if (!dbs.accounts.doesExist(key)) return false;
+      const queued = Array.from(dbs.queue.getRange({ start: [key, 0], end: [key, Infinity] }));
+      const meta = dbs.recipients.get(key);
+      for (const { key: k, value } of queued) removeMessage(dbs, key, k[1], value);
+      // The seq counter stays: a new account of the same name carries on past the old seqs.
+      if (meta) dbs.recipients.putSync(key, { last: meta.last, count: 0 });
+      dbs.accounts.removeSync(key);
+      return true;
+    });
   }
 }
 

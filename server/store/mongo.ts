@@ -2,27 +2,40 @@
  * The MongoDB adapter of the Store port, through the official `mongodb` driver.
  *
  * Collections (names fixed, database from the URI or `dbName`):
- * - `accounts`        { key, name, passwordHash, created }                 unique (key)
- * - `sessions`        { tokenHash, key, name?, created, expires, replacedAt? }    unique (tokenHash), (key), (expires)
- * - `queue`           { to, seq, from, fromKey, id, text, ts, expireAt }   unique (fromKey, id), unique (to, seq),
- *                                                                          (ts), TTL (expireAt)
- * - `queue_counters`  { _id: to, seq, queued, gen, reservedAt }            one per recipient
+ * - `accounts`              { key, name, passwordHash, created }              unique (key)
+ * - `sessions`              { tokenHash, key, name?, created, expires, replacedAt? }
+ *                                                                     unique (tokenHash), (key), (expires)
+ * - `session_replacements`  { _id: tokenHash, expires }               one per session a sign-in replaced
+ * - `queue`                 { to, seq, slot, from, fromKey, id, text, ts, expireAt }
+ *                           unique (fromKey, id), unique (to, seq), unique (to, slot), (ts), TTL (expireAt)
+ * - `queue_seqs`            { to, seq, by? }                          unique (to, seq): seqs handed out
+ * - `skeletons`             { _id: skeleton, key }                    look-alike names: who claimed each
+ * - `receipts`              { _id: fromKey NUL id, fromKey, id, to, at }  delivered receipts for absent senders
+ * - `meta`                  { _id: step, at }                         one-time layout steps done
+ * - `rooms`, `room_members`, `room_cursors`, `room_invites`, `room_log`: rooms (see mongo-rooms.ts)
  *
- * Order and cap without transactions (standalone servers and FerretDB have none), correct when several Parley
- * processes share the database:
- * - `seq` comes from `findOneAndUpdate({ _id: to, queued: { $lt: cap } }, { $inc: { seq: 1, queued: 1 } })` on
- *   the recipient's counter. One document, one atomic update: it allocates a seq that no other process can get
- *   and takes a slot under the cap in the same step, so concurrent enqueues (from any process) never exceed the
- *   cap and never share a seq. The message is inserted with that seq afterwards.
- * - `queued` counts slots, not documents. Every path that frees slots (ack, retention purge, a duplicate
- *   found after reserving) deletes first and then decrements by what it actually deleted, so a crash or an
- *   outage in between leaves the counter too HIGH, never too low: the cap can be hit early, never exceeded.
- *   Documents removed by the TTL monitor also leave it too high.
- * - A counter that says "full" is checked against the documents before the adapter answers `full`: when its
- *   last reservation is older than `reservationGraceMs` (so no reservation can still be on its way to an
- *   insert), it is recounted and corrected with a compare-and-set that also bumps `gen`. Decrements carry the
- *   `gen` they read before deleting and are dropped when a correction happened meanwhile, so a correction and a
- *   decrement never both remove the same slot.
+ * Nothing here relies on a read-modify-write being atomic (FerretDB 1.24 applies `$inc` and conditional
+ * updates as read-then-write, losing updates under concurrency), nor on what a duplicate-key error carries
+ * beyond code 11000. Every rule that concurrent writers (in this process or others) could break rests on a
+ * unique index, which every server checks at write time:
+ * - Order: a seq is taken by inserting `{ to, seq: highest + 1 }` into `queue_seqs`; a collision (someone took
+ *   it first) is a retry with a fresh read. An enqueue that resolved before another began has the lower seq,
+ *   also across processes, because the later one reads the earlier one's claim. Claims below the newest are
+ *   pruned now and then, so that read stays one index probe (mongo-seqs.ts). A batch (`enqueueBatch`) claims
+ *   a block of seqs in one ordered insert and writes its messages in one ordered insert; after a collision the
+ *   rest of the batch goes again under seqs claimed above what it already wrote, so a batch keeps its order.
+ * - Cap: each queued message holds a slot in [0, cap), unique per recipient, so the index itself never lets a
+ *   queue hold more than `cap` messages (for the cap given at the time). The slot tried first is seq mod cap,
+ *   free in the usual first-in first-out life of a queue; on a collision the queue is counted (full when it
+ *   holds `cap`) and a free slot is looked up.
+ * - Uniqueness of (sender, id): the unique index; the enqueue reads it first to answer resends with their seq.
+ * - A message insert that collides is diagnosed by reads, never by the error: (fromKey, id) present means
+ *   duplicate; its seq present means the claims were behind the queue (a database from before `queue_seqs`, or
+ *   the collection dropped): they are moved past it; otherwise its slot was taken.
+ * - Sessions: a session a sign-in replaces is claimed by inserting its token hash into
+ *   `session_replacements`, so of several racing sign-ins exactly one reports it.
+ * Transactions are not used: the servers this has to run on (standalone MongoDB, FerretDB 1.x) have none, and
+ * one path that is right everywhere is one path to test.
  *
  * Known window: seq allocation and the insert are two round trips, so a reader can briefly see seq n+1 before
  * a concurrently allocated seq n is inserted. Nothing is lost (it is read on the next fetch from an earlier
@@ -32,20 +45,7 @@
  * become `StoreUnavailableError`. The driver's own monitoring reconnects when the server returns; nothing
  * here needs reopening.
  */
-import {
-  MongoClient,
-  MongoClientClosedError,
-  MongoNetworkError,
-  MongoNotConnectedError,
-  MongoOperationTimeoutError,
-  MongoServerError,
-  MongoServerSelectionError,
-  MongoTopologyClosedError,
-  ObjectId,
-  type Collection,
-  type Db,
-  type MongoClientOptions,
-} from 'mongodb';
+import { MongoClient, type Db, type MongoClientOptions } from 'mongodb';
 import {
   StoreUnavailableError,
   type Account,
@@ -53,9 +53,26 @@ import {
   type NewQueuedMessage,
   type QueuedMessage,
   type SessionRecord,
+  type PendingReceipt,
   type Store,
+  isNewerSession,
 } from '../core/store.ts';
 import type { Logger } from '../core/logger.ts';
+import { databaseFromUri, hostsOf, isDuplicateKey, isUnavailable, messageOf, redactUri } from './mongo-errors.ts';
+import {
+  accounts,
+  createLayout,
+  queue,
+  replacements,
+  sessions,
+  skeletons,
+  toQueuedMessage,
+  toSessionRecord,
+  type QueueDoc,
+  type SessionDoc,
+} from './mongo-layout.ts';
+import { MAX_ATTEMPTS, SeqClaims } from './mongo-seqs.ts';
+import { createRoomLayout, MongoRooms } from './mongo-rooms.ts';
 
 /** What the store logs through: the structured core logger, or anything with the same three methods. */
 export type MongoStoreLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -79,87 +96,26 @@ export interface MongoStoreOptions {
   retentionMs?: number;
   /** Period of the expiry sweep used when the server refuses TTL indexes. Default 60000. */
   sweepIntervalMs?: number;
-  /**
-   * A full-looking queue counter is recounted only when its last reservation is older than this, so an
-   * enqueue that reserved a slot but has not inserted yet is never miscounted. Must exceed the longest time
-   * an insert can take (socket timeout) plus clock skew between Parley hosts. Default 60000.
-   */
-  reservationGraceMs?: number;
   /** Driver server-monitoring period while the server is up (driver `heartbeatFrequencyMS`). Default 10000. */
   heartbeatFrequencyMs?: number;
   /** Extra driver options (pool sizes, TLS files, appName...); the options above take precedence. */
   clientOptions?: MongoClientOptions;
 }
 
-interface AccountDoc {
-  key: string;
-  name: string;
-  passwordHash: string;
-  created: number;
-}
-
-interface SessionDoc {
-  tokenHash: string;
-  key: string;
-  name?: string;
-  created: number;
-  expires: number;
-  replacedAt?: number | null;
-  /** Marker of the replaceSessions call that replaced it, so each concurrent call learns what it marked. */
-  replacedBy?: ObjectId;
-}
-
-interface QueueDoc {
-  to: string;
-  seq: number;
-  from: string;
-  fromKey: string;
-  id: string;
-  text: string;
-  ts: number;
-  /** TTL field: a Date (TTL indexes ignore numbers), per document so retention can change without collMod. */
-  expireAt: Date;
-}
-
-interface CounterDoc {
-  _id: string;
-  /** Last seq handed out for this recipient. */
-  seq: number;
-  /** Slots taken under the cap (an upper bound of the messages queued). */
-  queued: number;
-  /** Bumped by every correction of `queued`. */
-  gen: number;
-  /** When the last slot was reserved (ms, the reserving host's clock). */
-  reservedAt: number;
-}
 
 const DAY_MS = 24 * 60 * 60 * 1000;
-const PURGE_BATCH = 1000;
-const MAX_RESERVE_ATTEMPTS = 16;
 const MAX_FETCH_BATCH = 10_000;
-
-/** Server error codes that mean "this server cannot serve right now", not "your request is wrong". */
-const UNAVAILABLE_CODES = new Set([
-  6, // HostUnreachable
-  7, // HostNotFound
-  50, // MaxTimeMSExpired
-  89, // NetworkTimeout
-  91, // ShutdownInProgress
-  189, // PrimarySteppedDown
-  262, // ExceededTimeLimit
-  9001, // SocketException
-  10107, // NotWritablePrimary
-  11600, // InterruptedAtShutdown
-  11602, // InterruptedDueToReplStateChange
-  13435, // NotPrimaryNoSecondaryOk
-  13436, // NotPrimaryOrSecondary
-]);
+/** Slots of messages put back by `enqueueBatch` are this plus their seq: above any cap (see enqueueBatch). */
+const REQUEUE_SLOT_BASE = 2 ** 50;
+const PROBED_LIMIT = 100_000;
 
 const noopLogger: MongoStoreLogger = { info() {}, warn() {}, error() {} };
 
 /** The Store on MongoDB (or a wire-compatible server such as FerretDB). */
 export class MongoStore implements Store {
   readonly kind = 'mongodb';
+  /** Rooms, members and room logs (see mongo-rooms.ts). */
+  readonly rooms: MongoRooms;
 
   private readonly uri: string;
   private readonly dbName: string;
@@ -168,7 +124,6 @@ export class MongoStore implements Store {
   private readonly socketTimeoutMs: number;
   private readonly retentionMs: number;
   private readonly sweepIntervalMs: number;
-  private readonly reservationGraceMs: number;
   private readonly heartbeatFrequencyMs: number | undefined;
   private readonly clientOptions: MongoClientOptions;
 
@@ -178,6 +133,21 @@ export class MongoStore implements Store {
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping = false;
   private expiry: 'ttl-index' | 'sweep' | 'none' = 'none';
+  private readonly seqClaims: SeqClaims;
+  /**
+   * Recipients known to hold no slot outside [0, cap) for the cap recorded here, so the probe for such slots
+   * (a query whose cost grows with the queue on servers that scan) runs once per recipient and cap, not per
+   * enqueue. Only a process with a larger cap, or `enqueueBatch`, writes such slots: every Parley process
+   * sharing a database is meant to run with one cap, and this process's own batches clear the recipient's
+   * entry. A batch written by another process is not seen until then: meanwhile this one bounds that queue by
+   * the slot index alone (the cap plus what was put back). Bounded: cleared when it grows past PROBED_LIMIT.
+   */
+  private readonly slotsInRange = new Map<string, number>();
+  /**
+   * Bumped as each `enqueueBatch` starts and ends (its slots lie outside every cap's range): a probe that ran
+   * across a batch does not cache its answer.
+   */
+  private batchWrites = 0;
 
   constructor(options: MongoStoreOptions) {
     this.uri = options.uri;
@@ -187,9 +157,10 @@ export class MongoStore implements Store {
     this.socketTimeoutMs = options.socketTimeoutMs ?? 30_000;
     this.retentionMs = options.retentionMs ?? 30 * DAY_MS;
     this.sweepIntervalMs = options.sweepIntervalMs ?? 60_000;
-    this.reservationGraceMs = options.reservationGraceMs ?? 60_000;
     this.heartbeatFrequencyMs = options.heartbeatFrequencyMs;
     this.clientOptions = options.clientOptions ?? {};
+    this.seqClaims = new SeqClaims(this.log);
+    this.rooms = new MongoRooms({ run: (op, body) => this.run(op, body), seqs: this.seqClaims });
   }
 
   /** How queued messages expire: by the server's TTL index, or by this process's periodic sweep. */
@@ -343,6 +314,39 @@ export class MongoStore implements Store {
     });
   }
 
+  /** Self-contained (see the Store port): its own collection, `_id` = fromKey + NUL + id keeps each once. */
+  async putReceipts(fromKey: string, receipts: PendingReceipt[]): Promise<void> {
+    if (receipts.length === 0) return;
+    await this.run('putReceipts', async (db) => {
+      await db.collection<ReceiptDoc>('receipts').bulkWrite(receipts.map((r) => ({
+        replaceOne: { filter: { _id: `${fromKey}\u0000${r.id}` }, replacement: { fromKey, id: r.id, to: r.to, at: r.at }, upsert: true },
+      })), { ordered: false });
+    });
+  }
+
+  async takeReceipts(fromKey: string, limit: number): Promise<PendingReceipt[]> {
+    return this.run('takeReceipts', async (db) => {
+      const coll = db.collection<ReceiptDoc>('receipts');
+      const docs = await coll.find({ fromKey }).sort({ at: 1 }).limit(limit).toArray();
+      if (docs.length > 0) await coll.deleteMany({ _id: { $in: docs.map((d) => d._id) } });
+      return docs.map((d) => ({ id: d.id, to: d.to, at: d.at }));
+    });
+  }
+
+  /** Keyed by the skeleton through `_id`: the unique `_id` decides between racing claims. */
+  async claimSkeleton(skeleton: string, key: string): Promise<string> {
+    return this.run('claimSkeleton', async (db) => {
+      try {
+        await skeletons(db).insertOne({ _id: skeleton, key });
+        return key;
+      } catch (error) {
+        if (!isDuplicateKey(error)) throw error;
+        const doc = await skeletons(db).findOne({ _id: skeleton });
+        return doc?.key ?? key;
+      }
+    });
+  }
+
   // --- sessions ---------------------------------------------------------------------------------------
 
   async putSession(session: SessionRecord): Promise<void> {
@@ -355,7 +359,15 @@ export class MongoStore implements Store {
         expires: session.expires,
         ...(session.replacedAt !== undefined ? { replacedAt: session.replacedAt } : {}),
       };
-      await sessions(db).replaceOne({ tokenHash: session.tokenHash }, doc, { upsert: true });
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await sessions(db).replaceOne({ tokenHash: session.tokenHash }, doc, { upsert: true });
+          return;
+        } catch (error) {
+          // Two upserts of one token hash can both find nothing and both insert; the second then replaces.
+          if (!isDuplicateKey(error) || attempt >= 2) throw error;
+        }
+      }
     });
   }
 
@@ -369,28 +381,48 @@ export class MongoStore implements Store {
   async deleteSession(tokenHash: string): Promise<void> {
     await this.run('deleteSession', async (db) => {
       await sessions(db).deleteOne({ tokenHash });
+      await replacements(db).deleteOne({ _id: tokenHash });
     });
   }
 
   async replaceSessions(key: string, keepTokenHash: string, at: number): Promise<string[]> {
     return this.run('replaceSessions', async (db) => {
-      // Concurrent sign-ins each mark with their own id; `replacedAt: null` makes every session be marked by
-      // exactly one of them, and the marker tells each which ones it was.
-      const marker = new ObjectId();
-      await sessions(db).updateMany(
-        { key, tokenHash: { $ne: keepTokenHash }, replacedAt: null },
-        { $set: { replacedAt: at, replacedBy: marker } },
-      );
-      const marked = await sessions(db)
-        .find({ key, replacedBy: marker }, { projection: { _id: 0, tokenHash: 1 } })
+      const found = await sessions(db)
+        .find({ key, replacedAt: null }, { projection: { _id: 0, tokenHash: 1, expires: 1, created: 1 } })
         .toArray();
-      return marked.map((doc) => doc.tokenHash);
+      // No transaction: a sign-in racing on another process may see this one's session live as this one sees
+      // its. Each marks only sessions older than its own, and its own when a newer one is live, so the newest
+      // is marked by nobody and every other by someone.
+      const keep = found.find((doc) => doc.tokenHash === keepTokenHash);
+      const others = found.filter((doc) => doc !== keep);
+      const live = keep && others.some((doc) => isNewerSession(doc, keep))
+        ? [...others.filter((doc) => !isNewerSession(doc, keep)), keep]
+        : others;
+      if (live.length === 0) return [];
+      // Marked before claimed: a crash in between leaves a session replaced but unreported, never live but
+      // claimed (which no later sign-in could replace).
+      await sessions(db).updateMany(
+        { tokenHash: { $in: live.map((doc) => doc.tokenHash) }, replacedAt: null },
+        { $set: { replacedAt: at } },
+      );
+      const mine: string[] = [];
+      for (const doc of live) {
+        try {
+          await replacements(db).insertOne({ _id: doc.tokenHash, expires: doc.expires });
+          mine.push(doc.tokenHash);
+        } catch (error) {
+          // Another sign-in claimed it first and reports it.
+          if (!isDuplicateKey(error)) throw error;
+        }
+      }
+      return mine;
     });
   }
 
   async purgeExpiredSessions(now: number): Promise<number> {
     return this.run('purgeExpiredSessions', async (db) => {
       const result = await sessions(db).deleteMany({ expires: { $lt: now } });
+      await replacements(db).deleteMany({ expires: { $lt: now } });
       return result.deletedCount;
     });
   }
@@ -399,41 +431,138 @@ export class MongoStore implements Store {
 
   async enqueue(message: NewQueuedMessage, cap: number): Promise<EnqueueResult> {
     return this.run('enqueue', async (db) => {
-      for (let attempt = 0; attempt < MAX_RESERVE_ATTEMPTS; attempt++) {
-        const existing = await queue(db).findOne({ fromKey: message.fromKey, id: message.id }, { projection: { seq: 1 } });
-        if (existing !== null) return { status: 'duplicate', seq: existing.seq };
-        if (cap <= 0) return { status: 'full' };
+      // The seq is claimed before anything is awaited, so calls in flight together get seqs in call order (the
+      // order the core accepted them). A duplicate or a full queue leaves a gap, which the port allows.
+      const claim = cap > 0 ? this.seqClaims.next(db, message.to) : null;
+      claim?.catch(() => undefined); // awaited below unless an earlier answer returns first
+      const [existing, outOfRange] = await Promise.all([
+        queue(db).findOne({ fromKey: message.fromKey, id: message.id }, { projection: { seq: 1 } }),
+        cap > 0 ? this.hasSlotsOutside(db, message.to, cap) : Promise.resolve(false),
+      ]);
+      if (existing !== null) return { status: 'duplicate', seq: existing.seq };
+      if (claim === null) return { status: 'full' };
+      // Messages outside [0, cap) (the cap was lowered, or an older layout) are not held back by the slot
+      // index: count them in. Concurrent enqueues can then pass the cap by their number until those drain.
+      if (outOfRange && (await queue(db).countDocuments({ to: message.to })) >= cap) return { status: 'full' };
+      return this.insertQueued(db, message, cap, await claim);
+    });
+  }
 
-        const slot = await this.reserve(db, message.to, cap);
-        if (slot === null) return { status: 'full' };
-        try {
-          await queue(db).insertOne({
-            to: message.to,
-            seq: slot.seq,
-            from: message.from,
-            fromKey: message.fromKey,
-            id: message.id,
-            text: message.text,
-            ts: message.ts,
-            expireAt: new Date(message.ts + this.retentionMs),
-          });
-          return { status: 'queued', seq: slot.seq };
-        } catch (error) {
-          // Any other failure keeps the slot: the counter stays high, which is the safe direction.
-          if (!isDuplicateKey(error)) throw error;
-          await this.releaseSlots(db, message.to, 1, slot.gen);
-          if (duplicateOn(error, 'seq')) await this.repairSeq(db, message.to);
-          // (fromKey, id) raced in from another enqueue: loop to report it as a duplicate with its seq.
+  /**
+   * One pass for the whole batch: one read for what is already queued, one block of seqs claimed in order
+   * (`SeqClaims.block`), one ordered insert. After a collision the rest of the batch goes again under seqs
+   * claimed after it, so no message ever takes a seq below an earlier one of the batch; what the insert did
+   * write is found out by reading, never from the error. Slots are REQUEUE_SLOT_BASE + seq: outside every
+   * cap's range and unique with the seq, so a batch never collides on a slot; they count under the cap through
+   * the same path as slots left by a lowered cap (`hasSlotsOutside`).
+   */
+  async enqueueBatch(to: string, messages: NewQueuedMessage[]): Promise<EnqueueResult[]> {
+    if (messages.some((m) => m.to !== to)) throw new Error('enqueueBatch: every message must be for the same recipient');
+    if (messages.length === 0) return [];
+    return this.run('enqueueBatch', (db) => {
+      this.batchWrites++;
+      return this.writeBatch(db, to, messages).finally(() => {
+        this.batchWrites++;
+        this.slotsInRange.delete(to);
+      });
+    });
+  }
+
+  private async writeBatch(db: Db, to: string, messages: NewQueuedMessage[]): Promise<EnqueueResult[]> {
+    const results: Array<EnqueueResult | undefined> = new Array(messages.length);
+    const queuedAt = await this.queuedSeqs(db, messages);
+    /** Index of the first occurrence of each (fromKey, id) in the batch. */
+    const first = new Map<string, number>();
+    let todo: number[] = [];
+    for (const [i, m] of messages.entries()) {
+      const k = idKey(m);
+      const seq = queuedAt.get(k);
+      if (seq !== undefined) results[i] = { status: 'duplicate', seq };
+      else if (!first.has(k)) {
+        first.set(k, i);
+        todo.push(i);
+      }
+    }
+    // Seqs above every message of this batch written so far: what keeps the batch in order across retries.
+    let floor = 0;
+    for (let attempt = 0; todo.length > 0; attempt++) {
+      if (attempt >= MAX_ATTEMPTS) throw new Error(`enqueueBatch for ${to}: gave up after ${MAX_ATTEMPTS} contended attempts`);
+      const claimed = await this.seqClaims.block(db, to, todo.length, floor);
+      const round = todo.slice(0, claimed.length);
+      const docs = round.map((i, j) => this.queueDoc(messages[i]!, claimed[j]!, REQUEUE_SLOT_BASE + claimed[j]!));
+      try {
+        await queue(db).insertMany(docs, { ordered: true });
+        round.forEach((i, j) => (results[i] = { status: 'queued', seq: claimed[j]! }));
+        floor = claimed[claimed.length - 1]!;
+        todo = todo.slice(claimed.length);
+        continue;
+      } catch (error) {
+        if (!isDuplicateKey(error)) throw error;
+      }
+      // An ordered insert wrote a prefix. Each message of the round is now ours (our seq), queued by someone
+      // else (a concurrent enqueue of the same id), or not written: from the first of those on, go again.
+      const now = await this.queuedSeqs(db, round.map((i) => messages[i]!));
+      let stop = round.length;
+      for (const [j, i] of round.entries()) {
+        const seq = now.get(idKey(messages[i]!));
+        if (seq !== undefined && seq === claimed[j]) {
+          results[i] = { status: 'queued', seq };
+          floor = seq;
+        } else if (seq !== undefined) {
+          results[i] = { status: 'duplicate', seq };
+        } else {
+          stop = j;
+          break;
         }
       }
-      throw new Error(`enqueue for ${message.to}: gave up after ${MAX_RESERVE_ATTEMPTS} contended attempts`);
+      if (stop < round.length && (await queue(db).findOne({ to, seq: claimed[stop]! }, { projection: { _id: 1 } })) !== null) {
+        // The claims were behind the stored messages; everything written above stays below what comes next.
+        await this.seqClaims.pastQueue(db, to);
+      }
+      todo = todo.filter((i) => results[i] === undefined);
+    }
+    // Repeats within the batch answer as the first occurrence was stored.
+    return messages.map((m, i) => {
+      const r = results[i] ?? results[first.get(idKey(m))!]!;
+      return r.status === 'queued' && results[i] === undefined ? { status: 'duplicate', seq: r.seq } : r;
     });
+  }
+
+  /** (fromKey, id) -> seq of those of `messages` already queued, in one read (grouped by sender). */
+  private async queuedSeqs(db: Db, messages: NewQueuedMessage[]): Promise<Map<string, number>> {
+    const bySender = new Map<string, string[]>();
+    for (const m of messages) {
+      const ids = bySender.get(m.fromKey);
+      if (ids) ids.push(m.id);
+      else bySender.set(m.fromKey, [m.id]);
+    }
+    const clauses = [...bySender].map(([fromKey, ids]) => ({ fromKey, id: { $in: ids } }));
+    const docs = await queue(db)
+      .find(clauses.length === 1 ? clauses[0]! : { $or: clauses }, { projection: { _id: 0, fromKey: 1, id: 1, seq: 1 } })
+      .batchSize(messages.length)
+      .toArray();
+    return new Map(docs.map((d) => [idKey(d), d.seq]));
+  }
+
+  private queueDoc(message: NewQueuedMessage, seq: number, slot: number): QueueDoc {
+    return {
+      to: message.to,
+      seq,
+      slot,
+      from: message.from,
+      fromKey: message.fromKey,
+      id: message.id,
+      text: message.text,
+      ts: message.ts,
+      expireAt: new Date(message.ts + this.retentionMs),
+    };
   }
 
   async fetchQueue(to: string, afterSeq: number, limit: number, notBefore: number): Promise<QueuedMessage[]> {
     if (limit <= 0) return [];
     return this.run('fetchQueue', async (db) => {
       const batch = Math.min(limit, MAX_FETCH_BATCH);
+      // Served by the (to, seq) index in order, so a read costs its batch, not the queue's length.
       // batchSize = limit so a sign-in's batch is one round trip rather than 101 documents plus getMores.
       const docs = await queue(db)
         .find({ to, seq: { $gt: afterSeq }, ts: { $gte: notBefore } })
@@ -448,9 +577,7 @@ export class MongoStore implements Store {
   async ackQueue(to: string, seqs: number[]): Promise<number> {
     if (seqs.length === 0) return 0;
     return this.run('ackQueue', async (db) => {
-      const counter = await counters(db).findOne({ _id: to }, { projection: { gen: 1 } });
       const result = await queue(db).deleteMany({ to, seq: { $in: seqs } });
-      if (counter !== null) await this.releaseSlots(db, to, result.deletedCount, counter.gen);
       return result.deletedCount;
     });
   }
@@ -468,27 +595,8 @@ export class MongoStore implements Store {
 
   async purgeExpiredMessages(before: number): Promise<number> {
     return this.run('purgeExpiredMessages', async (db) => {
-      let total = 0;
-      for (;;) {
-        const expired = await queue(db)
-          .find({ ts: { $lt: before } }, { projection: { _id: 1, to: 1 } })
-          .limit(PURGE_BATCH)
-          .batchSize(PURGE_BATCH)
-          .toArray();
-        const byRecipient = new Map<string, ObjectId[]>();
-        for (const doc of expired) {
-          const ids = byRecipient.get(doc.to) ?? [];
-          ids.push(doc._id);
-          byRecipient.set(doc.to, ids);
-        }
-        for (const [to, ids] of byRecipient) {
-          const counter = await counters(db).findOne({ _id: to }, { projection: { gen: 1 } });
-          const result = await queue(db).deleteMany({ _id: { $in: ids }, ts: { $lt: before } });
-          if (counter !== null) await this.releaseSlots(db, to, result.deletedCount, counter.gen);
-          total += result.deletedCount;
-        }
-        if (expired.length < PURGE_BATCH) return total;
-      }
+      const result = await queue(db).deleteMany({ ts: { $lt: before } });
+      return result.deletedCount;
     });
   }
 
@@ -506,110 +614,80 @@ export class MongoStore implements Store {
     }
   }
 
-  /** Takes a slot under the cap and a fresh seq for `to`, or returns null when the queue is really full. */
-  private async reserve(db: Db, to: string, cap: number): Promise<{ seq: number; gen: number } | null> {
-    for (let attempt = 0; attempt < MAX_RESERVE_ATTEMPTS; attempt++) {
-      const now = Date.now();
-      const taken = await counters(db).findOneAndUpdate(
-        { _id: to, queued: { $lt: cap } },
-        { $inc: { seq: 1, queued: 1 }, $set: { reservedAt: now } },
-        { returnDocument: 'after' },
-      );
-      if (taken !== null) return { seq: taken.seq, gen: taken.gen };
-
-      const counter = await counters(db).findOne({ _id: to });
-      if (counter === null) {
-        await this.createCounter(db, to);
+  /**
+   * Inserts `message` (not yet queued) under the seq `claimed` for it and a free slot under `cap`, retrying on collisions.
+   * The unique indexes decide every race; a collision is recognised by code 11000 alone and diagnosed by
+   * reading.
+   */
+  private async insertQueued(db: Db, message: NewQueuedMessage, cap: number, claimed: number): Promise<EnqueueResult> {
+    let seq = claimed;
+    let slot = seq % cap;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      try {
+        await queue(db).insertOne(this.queueDoc(message, seq, slot));
+        return { status: 'queued', seq };
+      } catch (error) {
+        if (!isDuplicateKey(error)) throw error;
+      }
+      const original = await queue(db).findOne({ fromKey: message.fromKey, id: message.id }, { projection: { seq: 1 } });
+      if (original !== null) return { status: 'duplicate', seq: original.seq };
+      if ((await queue(db).findOne({ to: message.to, seq }, { projection: { _id: 1 } })) !== null) {
+        await this.seqClaims.pastQueue(db, message.to);
+        seq = await this.seqClaims.next(db, message.to);
+        slot = seq % cap;
         continue;
       }
-      if (counter.queued < cap) continue; // slots were freed between the two reads
-      if (!(await this.correctCounter(db, counter, now))) return null;
+      const free = await this.freeSlot(db, message.to, cap);
+      if (free === null) return { status: 'full' };
+      slot = free;
     }
-    throw new Error(`queue counter for ${to}: gave up after ${MAX_RESERVE_ATTEMPTS} contended attempts`);
+    throw new Error(`enqueue for ${message.to}: gave up after ${MAX_ATTEMPTS} contended attempts`);
   }
 
-  /**
-   * First message for a recipient (or its counter was lost): create the counter from what is stored, so a
-   * lost counter neither reuses seqs nor forgets the messages under the cap. Creating it apart from the
-   * reservation keeps the hot path free of upsert-versus-filter duplicate-key errors; two processes creating
-   * it at once is harmless, the first one wins.
-   */
-  private async createCounter(db: Db, to: string): Promise<void> {
-    const last = await queue(db).find({ to }, { projection: { seq: 1 } }).sort({ seq: -1 }).limit(1).next();
-    const queued = last === null ? 0 : await queue(db).countDocuments({ to });
-    try {
-      await counters(db).updateOne(
-        { _id: to },
-        { $setOnInsert: { seq: last?.seq ?? 0, queued, gen: 0, reservedAt: 0 } },
-        { upsert: true },
-      );
-    } catch (error) {
-      if (!isDuplicateKey(error)) throw error;
-    }
-    if (last !== null) this.log.warn({ recipient: to, seq: last.seq, queued }, 'queue counter was missing; rebuilt');
-  }
-
-  /**
-   * The counter says full; recount when that may be stale. Returns true when the caller should try to
-   * reserve again (the counter was corrected or moved), false when the queue really is full.
-   */
-  private async correctCounter(db: Db, counter: CounterDoc, now: number): Promise<boolean> {
-    if (now - counter.reservedAt < this.reservationGraceMs) return false;
-    const actual = await queue(db).countDocuments({ to: counter._id });
-    if (actual >= counter.queued) return false;
-    const result = await counters(db).updateOne(
-      { _id: counter._id, seq: counter.seq, queued: counter.queued, gen: counter.gen },
-      { $set: { queued: actual }, $inc: { gen: 1 } },
+  /** True when some message of `to` holds a slot outside [0, cap). An index probe on (to, slot), cached. */
+  private async hasSlotsOutside(db: Db, to: string, cap: number): Promise<boolean> {
+    if (this.slotsInRange.get(to) === cap) return false;
+    const batches = this.batchWrites;
+    const doc = await queue(db).findOne(
+      { to, $or: [{ slot: { $gte: cap } }, { slot: { $lt: 0 } }] },
+      { projection: { _id: 1 } },
     );
-    if (result.modifiedCount === 1) {
-      this.log.warn(
-        { recipient: counter._id, counted: counter.queued, actual },
-        'queue counter was higher than the queue (crash, outage or TTL expiry); corrected',
-      );
+    if (doc === null && batches === this.batchWrites) {
+      if (this.slotsInRange.size >= PROBED_LIMIT) this.slotsInRange.clear();
+      this.slotsInRange.set(to, cap);
     }
-    return true;
+    return doc !== null;
   }
 
-  /** Gives back `count` slots, unless a correction (gen bump) has already accounted for them. */
-  private async releaseSlots(db: Db, to: string, count: number, gen: number): Promise<void> {
-    if (count <= 0) return;
-    await counters(db).updateOne({ _id: to, gen, queued: { $gte: count } }, { $inc: { queued: -count } });
-  }
-
-  /** A seq collided with a stored message (counter lost or restored from an old backup): move it past them. */
-  private async repairSeq(db: Db, to: string): Promise<void> {
-    const last = await queue(db).find({ to }, { projection: { seq: 1 } }).sort({ seq: -1 }).limit(1).next();
-    if (last === null) return;
-    await counters(db).updateOne({ _id: to }, { $max: { seq: last.seq } });
-    this.log.warn({ recipient: to, seq: last.seq }, 'queue counter was behind the stored messages; advanced');
+  /**
+   * A slot in [0, cap) that no message of `to` holds, or null when the queue holds `cap` messages. Reads the
+   * queue's slots, so it costs the queue's length; it runs only after the usual slot (seq mod cap) was taken.
+   */
+  private async freeSlot(db: Db, to: string, cap: number): Promise<number | null> {
+    if ((await queue(db).countDocuments({ to })) >= cap) return null;
+    const taken = new Set(
+      (await queue(db).find({ to, slot: { $gte: 0, $lt: cap } }, { projection: { _id: 0, slot: 1 } }).toArray()).map(
+        (doc) => doc.slot,
+      ),
+    );
+    const free: number[] = [];
+    for (let slot = 0; slot < cap && free.length < 64; slot++) if (!taken.has(slot)) free.push(slot);
+    if (free.length === 0) return null;
+    // Racing enqueues that all found the same slot taken spread over different free ones.
+    return free[Math.floor(Math.random() * free.length)]!;
   }
 
   private async createIndexes(db: Db): Promise<void> {
-    await accounts(db).createIndexes([{ key: { key: 1 }, name: 'account_key_unique', unique: true }]);
-    await sessions(db).createIndexes([
-      { key: { tokenHash: 1 }, name: 'session_token_unique', unique: true },
-      { key: { key: 1 }, name: 'session_key' },
-      { key: { expires: 1 }, name: 'session_expires' },
-    ]);
-    await queue(db).createIndexes([
-      { key: { fromKey: 1, id: 1 }, name: 'queue_sender_id_unique', unique: true },
-      { key: { to: 1, seq: 1 }, name: 'queue_recipient_seq_unique', unique: true },
-      { key: { ts: 1 }, name: 'queue_ts' },
-    ]);
-    try {
-      await queue(db).createIndexes([{ key: { expireAt: 1 }, name: 'queue_ttl', expireAfterSeconds: 0 }]);
-      this.expiry = 'ttl-index';
-    } catch (error) {
-      if (isUnavailable(error)) throw error;
-      // Some wire-compatible servers (FerretDB 1.x) refuse TTL indexes: expire by sweeping instead.
-      this.expiry = 'sweep';
+    const refused = await createLayout(db, this.log);
+    await createRoomLayout(db);
+    this.expiry = refused === null ? 'ttl-index' : 'sweep';
+    if (refused !== null) {
       this.log.warn(
-        { err: messageOf(error), sweepIntervalMs: this.sweepIntervalMs },
+        { err: refused, sweepIntervalMs: this.sweepIntervalMs },
         'server refused the TTL index on queued messages; expiring them with a periodic sweep instead',
       );
     }
   }
-
   private startSweep(): void {
     this.sweepTimer = setInterval(() => void this.sweep(), this.sweepIntervalMs);
     // The sweep must not keep a shutting-down process alive.
@@ -628,89 +706,42 @@ export class MongoStore implements Store {
       this.sweeping = false;
     }
   }
-}
 
-function accounts(db: Db): Collection<AccountDoc> {
-  return db.collection<AccountDoc>('accounts');
-}
+  // --- account changes ---
 
-function sessions(db: Db): Collection<SessionDoc> {
-  return db.collection<SessionDoc>('sessions');
-}
-
-function queue(db: Db): Collection<QueueDoc> {
-  return db.collection<QueueDoc>('queue');
-}
-
-function counters(db: Db): Collection<CounterDoc> {
-  return db.collection<CounterDoc>('queue_counters');
-}
-
-function toSessionRecord(doc: SessionDoc): SessionRecord {
-  return {
-    tokenHash: doc.tokenHash,
-    key: doc.key,
-    ...(typeof doc.name === 'string' ? { name: doc.name } : {}),
-    created: doc.created,
-    expires: doc.expires,
-    ...(typeof doc.replacedAt === 'number' ? { replacedAt: doc.replacedAt } : {}),
-  };
-}
-
-function toQueuedMessage(doc: QueueDoc): QueuedMessage {
-  return {
-    to: doc.to,
-    from: doc.from,
-    fromKey: doc.fromKey,
-    id: doc.id,
-    text: doc.text,
-    ts: doc.ts,
-    seq: doc.seq,
-  };
-}
-
-/** True for errors that mean the server cannot be reached or cannot serve now (as opposed to a bad request). */
-export function isUnavailable(error: unknown): boolean {
-  if (
-    error instanceof MongoServerSelectionError ||
-    error instanceof MongoNetworkError ||
-    error instanceof MongoOperationTimeoutError ||
-    error instanceof MongoNotConnectedError ||
-    error instanceof MongoTopologyClosedError ||
-    error instanceof MongoClientClosedError
-  ) {
-    return true;
+  async setPassword(key: string, passwordHash: string): Promise<boolean> {
+    return this.run('setPassword', async (db) => {
+      const result = await accounts(db).updateOne({ key }, { $set: { passwordHash } });
+      return result.matchedCount > 0;
+    });
   }
-  return error instanceof MongoServerError && typeof error.code === 'number' && UNAVAILABLE_CODES.has(error.code);
+
+  async deleteSessionsOf(key: string, keepTokenHash?: string): Promise<string[]> {
+    return this.run('deleteSessionsOf', async (db) => {
+      const filter = keepTokenHash === undefined ? { key } : { key, tokenHash: { $ne: keepTokenHash } };
+      const docs = await sessions(db).find(filter, { projection: { _id: 0, tokenHash: 1 } }).toArray();
+      if (docs.length === 0) return [];
+      const hashes = docs.map((d) => d.tokenHash);
+      await sessions(db).deleteMany({ key, tokenHash: { $in: hashes } });
+      return hashes;
+    });
+  }
+
+  async deleteAccount(key: string): Promise<boolean> {
+    await this.deleteSessionsOf(key);
+    return this.run('deleteAccount', async (db) => {
+      if ((await accounts(db).countDocuments({ key }, { limit: 1 })) === 0) return false;
+      await queue(db).deleteMany({ to: key });
+      const result = await accounts(db).deleteOne({ key });
+      return result.deletedCount > 0;
+    });
+  }
 }
 
-function isDuplicateKey(error: unknown): error is MongoServerError {
-  return error instanceof MongoServerError && error.code === 11000;
-}
+/** A `delivered` receipt kept for an offline sender (see Store.putReceipts). */
+interface ReceiptDoc { _id: string; fromKey: string; id: string; to: string; at: number }
 
-function duplicateOn(error: MongoServerError, field: string): boolean {
-  const pattern: unknown = error['keyPattern'];
-  return typeof pattern === 'object' && pattern !== null && field in pattern;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** The URI without credentials, for messages and logs. */
-function redactUri(uri: string): string {
-  return uri.replace(/^([a-z+]+:\/\/)[^@/]*@/i, '$1***@');
-}
-
-/** The host list of a connection string, without scheme, credentials, database or options. */
-function hostsOf(uri: string): string {
-  const match = /^[a-z+]+:\/\/(?:[^@/]*@)?([^/?]*)/i.exec(uri);
-  return match?.[1] ?? '(unparseable URI)';
-}
-
-/** The database named in the URI path (`mongodb://host/db?opts`), if any. */
-function databaseFromUri(uri: string): string | undefined {
-  const match = /^[a-z+]+:\/\/[^/]*\/([^?]+)/i.exec(uri);
-  const name = match?.[1];
-  return name === undefined ? undefined : decodeURIComponent(name);
+/** (fromKey, id) as one map key; NUL cannot occur in a name key. */
+function idKey(m: { fromKey: string; id: string }): string {
+  return `${m.fromKey}\u0000${m.id}`;
 }

@@ -9,7 +9,9 @@ import type { Config } from '../config.ts';
 import type { Accounts, Auth } from '../core/accounts.ts';
 import { AppError } from '../core/errors.ts';
 import { Session, type Hub } from '../core/hub.ts';
+import type { Router } from '../core/router.ts';
 import type { Logger } from '../core/logger.ts';
+import { clientAddress, normalizeAddress } from './client-address.ts';
 import { StaticFiles } from './static.ts';
 
 export const SESSION_COOKIE = 'parley_session';
@@ -71,6 +73,8 @@ export interface TransportDeps {
   accounts: Accounts;
   log: Logger;
   storeKind: string;
+  /** This node's router, for `/healthz` (its kind and the bus state). */
+  router?: Pick<Router, 'kind' | 'health'>;
 }
 
 function text(buf: ArrayBuffer): string {
@@ -94,6 +98,7 @@ function tokenOf(authorization: string, cookie: string): string | undefined {
 export function startTransport(deps: TransportDeps): Promise<Transport> {
   const { config, hub, accounts, log } = deps;
   const tls = config.tls !== undefined;
+  const trustedProxies: ReadonlySet<string> = new Set(config.trustedProxies.map(normalizeAddress));
   const app = tls ? uWS.SSLApp({ cert_file_name: config.tls!.cert, key_file_name: config.tls!.key }) : uWS.App();
   const statics = new StaticFiles(config.clientDir, log);
   let sockets = 0;
@@ -156,13 +161,21 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
     gone(): void {
       this.queued = CLOSED;
     }
+
+    buffered(): number {
+      return this.queued === CLOSED ? 0 : this.ws.getBufferedAmount();
+    }
   }
 
-  /** The server's own origin as the browser sees it, derived from Host unless configured. */
-  const originAllowed = (origin: string, host: string): boolean => {
+  /**
+   * The server's own origins: the configured public origin, else the address it listens on (filled in once the
+   * port is known). Never the request's `Host` header: a DNS-rebinding page sends `Host` and `Origin` of its
+   * own name, and both would match.
+   */
+  const ownOrigins = new Set<string>(config.publicOrigin ? [config.publicOrigin] : []);
+  const originAllowed = (origin: string): boolean => {
     if (origin === '') return true; // not a browser: it authenticates with a bearer token
-    if (config.publicOrigin === origin || config.allowedOrigins.includes(origin)) return true;
-    return origin === `${tls ? 'https' : 'http'}://${host}`;
+    return ownOrigins.has(origin) || config.allowedOrigins.includes(origin);
   };
 
   const securityHeaders = (res: uWS.HttpResponse): void => {
@@ -196,7 +209,17 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
         if (state.aborted) return;
         size += chunk.byteLength;
         if (size > MAX_BODY_BYTES) {
-          reject(new AppError('TOO_LARGE', `request bodies are limited to ${MAX_BODY_BYTES} bytes`));
+          if (size - chunk.byteLength > MAX_BODY_BYTES) return; // already answered
+          // Answer and close now rather than reading the rest of the body (uWS would keep feeding onData).
+          state.aborted = true;
+          const e = new AppError('TOO_LARGE', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+          reject(e);
+          res.cork(() => {
+            res.writeStatus(`${e.httpStatus} ${statusText(e.httpStatus)}`);
+            securityHeaders(res);
+            res.writeHeader('Content-Type', 'application/json; charset=utf-8');
+            res.end(JSON.stringify({ error: { code: e.code, message: e.message } }), true);
+          });
           return;
         }
         chunks.push(Buffer.from(chunk.slice(0))); // copy: uWS reuses the chunk's memory after this callback
@@ -218,12 +241,11 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
   const post = (path: string, handle: (body: Record<string, unknown>, ctx: { address: string; token: string | undefined }, res: uWS.HttpResponse) => Promise<void>): void => {
     app.post(path, (res, req) => {
       const origin = req.getHeader('origin');
-      const host = req.getHeader('host');
       const token = tokenOf(req.getHeader('authorization'), req.getHeader('cookie'));
-      const address = text(res.getRemoteAddressAsText());
+      const address = clientAddress(text(res.getRemoteAddressAsText()), req.getHeader('x-forwarded-for'), trustedProxies);
       const state = { aborted: false };
       res.onAborted(() => (state.aborted = true));
-      if (!originAllowed(origin, host)) {
+      if (!originAllowed(origin)) {
         sendError(res, new AppError('FORBIDDEN_ORIGIN', 'origin not allowed'));
         return;
       }
@@ -239,8 +261,8 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
     });
   };
 
-  post('/api/register', async (body, _ctx, res) => {
-    const { name } = await accounts.register(body.name, body.password);
+  post('/api/register', async (body, { address }, res) => {
+    const { name } = await accounts.register(body.name, body.password, address);
     sendJson(res, '201 Created', { name });
   });
 
@@ -248,6 +270,19 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
     const s = await accounts.signIn(body.name, body.password, address);
     const maxAge = Math.floor((s.expires - Date.now()) / 1000);
     sendJson(res, '200 OK', { name: s.name, token: s.token, expires: s.expires }, [['Set-Cookie', cookieFor(s.token, maxAge)]]);
+  });
+
+  // The settings panel: both need the current password again (see Accounts.reauthenticate).
+  post('/api/account/password', async (body, { token }, res) => {
+    if (!token) throw new AppError('UNAUTHORIZED', 'not signed in');
+    await accounts.changePassword(token, body.current, body.password);
+    sendJson(res, '200 OK', { ok: true });
+  });
+
+  post('/api/account/delete', async (body, { token }, res) => {
+    if (!token) throw new AppError('UNAUTHORIZED', 'not signed in');
+    await accounts.deleteAccount(token, body.password);
+    sendJson(res, '200 OK', { ok: true }, [['Set-Cookie', cookieFor('', 0)]]);
   });
 
   post('/api/signout', async (_body, { token }, res) => {
@@ -270,11 +305,49 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
       });
   });
 
+  // Adding a contact: does that name have an account? Signed-in only, rate limited per person (accounts.ts).
+  app.get('/api/contacts/:name', (res, req) => {
+    const token = tokenOf(req.getHeader('authorization'), req.getHeader('cookie'));
+    const raw = req.getParameter(0) ?? '';
+    const state = { aborted: false };
+    res.onAborted(() => (state.aborted = true));
+    (async () => {
+      const auth = token ? await accounts.authenticate(token) : null;
+      if (!auth || auth.replaced) throw new AppError('UNAUTHORIZED', 'not signed in');
+      let name: string;
+      try {
+        name = decodeURIComponent(raw);
+      } catch {
+        throw new AppError('BAD_NAME', 'not a valid name');
+      }
+      return accounts.findContact(name, auth.key);
+    })().then(
+      (found) => {
+        if (!state.aborted) sendJson(res, '200 OK', found);
+      },
+      (err: unknown) => {
+        if (!state.aborted) sendError(res, err);
+      },
+    );
+  });
+
+  // Uptime checkers often ask with HEAD: the same status and headers as GET, no body.
+  app.head('/healthz', (res) => {
+    res.cork(() => {
+      res.writeStatus('200 OK');
+      securityHeaders(res);
+      res.writeHeader('Content-Type', 'application/json');
+      res.endWithoutBody();
+    });
+  });
+
   app.get('/healthz', (res) => {
     const storeUp = hub.storeHealthy;
     sendJson(res, '200 OK', {
-      status: hub.state !== 'running' ? 'stopping' : storeUp ? 'ok' : 'degraded',
+      status: hub.state !== 'running' ? 'stopping' : storeUp && hub.busHealthy ? 'ok' : 'degraded',
       store: { kind: deps.storeKind, up: storeUp },
+      node: deps.config.nodeId,
+      ...(deps.router ? { bus: { kind: deps.router.kind, ...deps.router.health() } } : {}),
       online: hub.onlineCount,
       sockets,
       streams: hub.streams.size,
@@ -301,7 +374,6 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
       const origin = req.getHeader('origin');
-      const host = req.getHeader('host');
       const token = tokenOf(req.getHeader('authorization'), req.getHeader('cookie'));
       let aborted = false;
       res.onAborted(() => (aborted = true));
@@ -312,8 +384,10 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
           res.end(JSON.stringify({ error: { code, message } }));
         });
       };
+      // RFC 6455 4.2.1: a handshake without a 16-byte base64 key is not a WebSocket upgrade.
+      if (!/^[A-Za-z0-9+/]{22}==$/.test(key)) return refuse('400 Bad Request', 'BAD_REQUEST', 'malformed WebSocket upgrade: Sec-WebSocket-Key missing or invalid');
       if (hub.state !== 'running') return refuse('503 Service Unavailable', 'SHUTTING_DOWN', 'the server is shutting down');
-      if (!originAllowed(origin, host)) return refuse('403 Forbidden', 'FORBIDDEN_ORIGIN', 'origin not allowed');
+      if (!originAllowed(origin)) return refuse('403 Forbidden', 'FORBIDDEN_ORIGIN', 'origin not allowed');
       if (!token) return refuse('401 Unauthorized', 'UNAUTHORIZED', 'sign in first');
       accounts.authenticate(token).then(
         (auth) => {
@@ -345,6 +419,10 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
       if (isBinary) hub.frame(session, new Uint8Array(message));
       else hub.textFrame(session);
     },
+    drain: (ws) => {
+      const { session } = ws.getUserData();
+      if (session) hub.drain(session);
+    },
     close: (ws, code) => {
       sockets--;
       const { session } = ws.getUserData();
@@ -354,7 +432,23 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
     },
   });
 
-  app.get('/*', (res, req) => statics.serve(res, req.getUrl(), req.getHeader('accept-encoding'), securityHeaders));
+  // uWS hands the ws route only well-formed upgrades; a malformed one (no Sec-WebSocket-Key) arrives here as
+  // a plain request, and must not get the page.
+  const badUpgrade = (res: uWS.HttpResponse): void => sendJson(res, '400 Bad Request', {
+    error: { code: 'BAD_REQUEST', message: 'malformed WebSocket upgrade: Sec-WebSocket-Key missing or invalid' },
+  });
+  app.any('/ws', badUpgrade);
+  // Static files set their own Cache-Control (immutable for content-named files, revalidated for the page).
+  const staticHeaders = (res: uWS.HttpResponse): void => {
+    res.writeHeader('X-Content-Type-Options', 'nosniff');
+    res.writeHeader('Referrer-Policy', 'no-referrer');
+  };
+  const serveStatic = (method: 'GET' | 'HEAD') => (res: uWS.HttpResponse, req: uWS.HttpRequest): void => {
+    if (req.getHeader('upgrade') !== '') return badUpgrade(res);
+    statics.serve(res, { method, url: req.getUrl(), acceptEncoding: req.getHeader('accept-encoding'), ifNoneMatch: req.getHeader('if-none-match') }, staticHeaders);
+  };
+  app.get('/*', serveStatic('GET'));
+  app.head('/*', serveStatic('HEAD'));
 
   return new Promise((resolve, reject) => {
     app.listen(config.host, config.port, (listenSocket) => {
@@ -362,8 +456,15 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
         reject(new Error(`cannot listen on ${config.host}:${config.port} (in use, or no permission)`));
         return;
       }
+      const port = uWS.us_socket_local_port(listenSocket as unknown as uWS.us_socket);
+      if (!config.publicOrigin) {
+        const scheme = tls ? 'https' : 'http';
+        const hosts = config.host === '0.0.0.0' || config.host === '::' ? ['127.0.0.1', 'localhost', '[::1]'] : [config.host.includes(':') ? `[${config.host}]` : config.host];
+        if (config.host === '127.0.0.1') hosts.push('localhost');
+        for (const h of hosts) ownOrigins.add(`${scheme}://${h}:${port}`);
+      }
       resolve({
-        port: uWS.us_socket_local_port(listenSocket as unknown as uWS.us_socket),
+        port,
         stopListening: () => uWS.us_listen_socket_close(listenSocket),
         get sockets() {
           return sockets;
