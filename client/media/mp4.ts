@@ -9,9 +9,12 @@
  * audio and video far apart, and slices no track needs any more are dropped.
  */
 import { createFile, Log, MP4BoxBuffer, type ISOFile, type Movie, type Track } from 'mp4box';
+import type { SliceSource } from './file-store.ts';
 
-// mp4box logs through console at its own levels; its errors reach us through onError instead.
+// mp4box logs through console at its own levels; its errors reach us through onError instead. Its error level
+// also complains about boxes it does not know (QuickTime's `©swr`, padding), which are no failure: debug only.
 Log.setLogLevel(Log.error);
+Log.error = (module: string, msg?: string) => console.debug(`[mp4box ${module}]`, msg);
 
 export interface Mp4Info {
   /** `video/mp4; codecs="avc1.64000d,mp4a.40.2"` (audio/mp4 when there is no video). */
@@ -43,7 +46,7 @@ function mimeOf(tracks: Track[]): string {
   return `${kind}/mp4; codecs="${tracks.map((t) => t.codec).join(',')}"`;
 }
 
-async function readSlice(file: Blob, start: number, end: number): Promise<MP4BoxBuffer> {
+async function readSlice(file: SliceSource, start: number, end: number): Promise<MP4BoxBuffer> {
   return MP4BoxBuffer.fromArrayBuffer(await file.slice(start, end).arrayBuffer(), start);
 }
 
@@ -55,7 +58,7 @@ function failWith(errors: string[]): void {
  * Reads just enough of an ISO BMFF file to parse its index. Returns undefined when there is no `moov`
  * (not an MP4, or a truncated one).
  */
-export async function probeMp4(file: Blob, readBytes: number): Promise<Mp4Info | undefined> {
+export async function probeMp4(file: SliceSource, readBytes: number): Promise<Mp4Info | undefined> {
   const mp4 = createFile();
   const errors: string[] = [];
   let info: Movie | undefined;
@@ -87,7 +90,7 @@ interface Pending {
  * media segments of about `segmentSeconds` each, in time order. Yields batches as they are made; the bytes
  * are deterministic for a given file and options, which is what lets `prepare()` count them in a first pass.
  */
-export async function* remuxMp4(file: Blob, options: RemuxOptions): AsyncGenerator<Uint8Array, void, undefined> {
+export async function* remuxMp4(file: SliceSource, options: RemuxOptions): AsyncGenerator<Uint8Array, void, undefined> {
   // keepMdatData=false: sample bytes are read from our slices directly; mp4box must not copy whole mdats.
   const mp4: ISOFile = createFile();
   const errors: string[] = [];

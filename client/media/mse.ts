@@ -27,6 +27,21 @@ export interface MseHooks {
 }
 
 /** The browser could not take the bytes (parse or decode error, or the element failed). */
+/**
+ * A plain sentence for a media element's error. The browser's own `message` ("PIPELINE_ERROR_DECODE ...",
+ * "FFmpegDemuxer: open context failed") means nothing to a person, so it goes to the console only.
+ */
+export function mediaErrorText(err: MediaError | null): string {
+  if (err?.message) console.warn('media error', err.code, err.message);
+  switch (err?.code) {
+    case 1: return 'playback was stopped';
+    case 2: return 'the data could not be read';
+    case 3: return 'the browser could not decode the picture or the sound';
+    case 4: return 'this browser does not support this kind of media';
+    default: return 'the browser could not play it';
+  }
+}
+
 export class MseFailure extends Error {
   override name = 'MseFailure';
 }
@@ -53,7 +68,7 @@ export class MseSink {
   evictions = 0;
 
   constructor(
-    private readonly video: HTMLVideoElement,
+    private readonly video: HTMLMediaElement,
     private readonly mime: string,
     container: string,
     private readonly options: MseOptions,
@@ -67,7 +82,8 @@ export class MseSink {
           this.sourceBuffer = this.mediaSource.addSourceBuffer(mime);
           resolve();
         } catch (err) {
-          reject(new MseFailure(`MediaSource refused ${mime}: ${err instanceof Error ? err.message : String(err)}`));
+          console.warn('MediaSource refused', mime, err);
+          reject(new MseFailure('the browser refused this kind of media'));
         }
       };
       this.mediaSource.addEventListener('sourceopen', onOpen, { once: true });
@@ -145,7 +161,7 @@ export class MseSink {
 
   private checkOpen(): void {
     if (this.closed) throw new MseFailure('closed');
-    if (this.video.error) throw new MseFailure(`the video element failed (${this.video.error.message || `code ${this.video.error.code}`})`);
+    if (this.video.error) throw new MseFailure(mediaErrorText(this.video.error));
   }
 
   /** Holds appends while the buffer ahead of the play position is full. */

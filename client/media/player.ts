@@ -14,12 +14,18 @@
  * The player keeps a reference to each pushed array (no copy) while it keeps bytes for saving: do not reuse
  * a pushed buffer.
  */
-import { MseFailure, MseSink } from './mse.ts';
+import { mediaErrorText, MseFailure, MseSink } from './mse.ts';
 
 export type PlayerMode = 'mse' | 'blob' | 'download';
 
 export interface PlayerOptions {
-  video: HTMLVideoElement;
+  /** A <video> or an <audio> element. */
+  video: HTMLMediaElement;
+  /**
+   * False when the caller keeps the file (the recipient's file store): the player then keeps no bytes and
+   * plays whole from the Blob given to `end()`. Default true (kept in memory up to `memoryCapBytes`).
+   */
+  keep?: boolean;
   /** MIME type with codecs, as offered by the sender. */
   mime: string;
   /** Container hint from the offer: `fmp4`, `webm`, `mp4` or `other`. */
@@ -71,8 +77,10 @@ export interface Player {
   readonly mode: PlayerMode;
   /** Takes the next bytes of the stream. Resolves when they are taken; never rejects. */
   push(bytes: Uint8Array): Promise<void>;
-  /** Every byte has been pushed. Resolves once the player has everything it needs to finish. */
-  end(): Promise<void>;
+  /** Every byte has been pushed (`whole`: the file, when the caller keeps it). Resolves once finished. */
+  end(whole?: Blob): Promise<void>;
+  /** Playing while the file arrives cannot go on (e.g. the re-mux failed): play whole once complete. */
+  giveUpStreaming(reason: string): void;
   /** The stream was cancelled or failed: stop, release resources, settle pending pushes. */
   abort(reason: string): void;
   /** The whole file, once complete, when it was kept (size within `memoryCapBytes`). */
@@ -113,6 +121,13 @@ const say = {
     `This browser could not play the file (${why}). You can save it and open it with another player.`,
 };
 
+/** A failure's words for a person: ours as they are, anything from the browser replaced by a sentence. */
+function plain(err: unknown): string {
+  if (err instanceof MseFailure) return err.message;
+  console.warn('player', err);
+  return 'the browser could not play it';
+}
+
 function toArrayBufferView(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   // Shared or resizable backing stores cannot go to appendBuffer() or a Blob as they are.
   return bytes.buffer instanceof ArrayBuffer ? bytes as Uint8Array<ArrayBuffer> : new Uint8Array(bytes);
@@ -140,8 +155,9 @@ export function createPlayer(options: PlayerOptions): Player {
   let mode: PlayerMode;
   let kept: Uint8Array<ArrayBuffer>[] = [];
   let keptBytes = 0;
-  let keeping = size <= memoryCapBytes;
-  let notKeptReason: string | undefined = keeping ? undefined : say.tooLargeToSave(size, memoryCapBytes);
+  const external = opts.keep === false;
+  let keeping = !external && size <= memoryCapBytes;
+  let notKeptReason: string | undefined = keeping || external ? undefined : say.tooLargeToSave(size, memoryCapBytes);
   let received = 0;
   let appended = 0;
   let complete = false;
@@ -154,13 +170,14 @@ export function createPlayer(options: PlayerOptions): Player {
   let tail: Promise<void> = Promise.resolve();
   const cleanups: (() => void)[] = [];
 
-  const listen = <K extends keyof HTMLVideoElementEventMap>(type: K, fn: (e: HTMLVideoElementEventMap[K]) => void) => {
+  const listen = <K extends keyof HTMLMediaElementEventMap>(type: K, fn: (e: HTMLMediaElementEventMap[K]) => void) => {
     video.addEventListener(type, fn);
     cleanups.push(() => video.removeEventListener(type, fn));
   };
 
-  const canPlay = video.canPlayType(mime) !== '' || video.canPlayType(baseType(mime)) !== '';
-  const mseCapable = (container === 'fmp4' || container === 'webm')
+  // With codecs named, only the exact string counts: `video/mp4` alone says yes to HEVC it cannot decode.
+  const canPlay = /codecs=/i.test(mime) ? video.canPlayType(mime) !== '' : video.canPlayType(baseType(mime)) !== '';
+  const mseCapable = (container === 'fmp4' || container === 'webm' || container === 'mpeg')
     && typeof MediaSource !== 'undefined' && MediaSource.isTypeSupported(mime);
 
   const play = () => {
@@ -201,12 +218,12 @@ export function createPlayer(options: PlayerOptions): Player {
     mse?.close();
     video.removeAttribute('src');
     video.load();
-    if (canPlay && keeping) {
+    if (canPlay && (keeping || external)) {
       mode = 'blob';
       emit('fallback', { mode: 'blob', reason: say.mseFailed(reason) });
     } else {
       mode = 'download';
-      const why = !keeping ? say.tooLarge(size, memoryCapBytes) : say.blobFailed(reason);
+      const why = !keeping && !external ? say.tooLarge(size, memoryCapBytes) : say.blobFailed(reason);
       emit('fallback', { mode: 'download', reason: why });
     }
     if (complete) finishWhole();
@@ -225,7 +242,9 @@ export function createPlayer(options: PlayerOptions): Player {
   };
 
   /** Builds the file from the kept pieces, once; the Blob holds its own copy, so the pieces are let go. */
+  let wholeFile: Blob | undefined;
   const buildBlob = () => {
+    if (external) fileBlob ??= wholeFile;
     if (!keeping || fileBlob) return;
     fileBlob = new Blob(kept, { type: baseType(mime) });
     kept = [];
@@ -240,7 +259,7 @@ export function createPlayer(options: PlayerOptions): Player {
         if (mode !== 'blob') return;
         mode = 'download';
         const err = video.error;
-        emit('fallback', { mode: 'download', reason: say.blobFailed(err?.message || `media error ${err?.code ?? '?'}`) });
+        emit('fallback', { mode: 'download', reason: say.blobFailed(mediaErrorText(err)) });
       });
       video.src = blobUrl;
       play();
@@ -266,13 +285,13 @@ export function createPlayer(options: PlayerOptions): Player {
       });
     listen('waiting', skipGap);
     listen('error', () => {
-      if (mode === 'mse') fallBack(video.error?.message || `media error ${video.error?.code ?? '?'}`);
+      if (mode === 'mse') fallBack(mediaErrorText(video.error));
     });
     emit('mode', { mode });
   } else if (!canPlay) {
     mode = 'download';
     emit('mode', { mode, reason: say.cannotPlay(mime) });
-  } else if (!keeping) {
+  } else if (!keeping && !external) {
     mode = 'download';
     emit('mode', { mode, reason: say.tooLarge(size, memoryCapBytes) });
   } else {
@@ -297,7 +316,7 @@ export function createPlayer(options: PlayerOptions): Player {
       appended += bytes.length;
     } catch (err) {
       if (aborted) return;
-      fallBack(err instanceof MseFailure ? err.message : String(err));
+      fallBack(plain(err));
     }
   };
 
@@ -311,15 +330,19 @@ export function createPlayer(options: PlayerOptions): Player {
       });
       return tail;
     },
-    end() {
+    giveUpStreaming(reason) {
+      fallBack(reason);
+    },
+    end(whole) {
       tail = tail.then(async () => {
         if (aborted || complete) return;
         complete = true;
+        wholeFile = whole;
         if (mode === 'mse' && mse) {
           try {
             await mse.end();
           } catch (err) {
-            fallBack(err instanceof Error ? err.message : String(err));
+            fallBack(plain(err));
             return;
           }
           buildBlob();

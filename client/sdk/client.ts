@@ -11,8 +11,8 @@ import { CloseCode, type ErrorCodeName } from '../../shared/codes.ts';
 import { decodeServerFrame, encodeFrame, type ChunkFrame } from '../../shared/codec.ts';
 import { newMessageId } from '../../shared/ids.ts';
 import {
-  Delivery, Op, PROTOCOL_VERSION,
-  type ClientFrame, type ServerFrame, type WelcomeFrame,
+  Delivery, Limits, Op, PROTOCOL_VERSION,
+  type ClientFrame, type MessageFrame, type ServerFrame, type WelcomeFrame,
 } from '../../shared/protocol.ts';
 import { Emitter } from './emitter.ts';
 
@@ -33,15 +33,26 @@ export type ConnState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'close
 export type ClosedReason = 'closed' | 'takeover' | 'replaced' | 'session-ended' | 'unauthorized' | 'version' | 'protocol';
 
 export interface IncomingMessage { from: string; id: string; text: string; ts: number; queued: boolean }
-export interface OutgoingMessage { id: string; to: string; text: string }
+/** A message in the outbox: to a contact (`to`) or to a room (`room`, see rooms.ts), exactly one of the two. */
+export type OutgoingMessage = { id: string; to: string; room?: undefined; text: string } | { id: string; to?: undefined; room: string; text: string };
+
+/**
+ * Takes each room message (a `message` frame with `room`) for the room layer (rooms.ts). `false`: already seen,
+ * acknowledge it; a promise: acknowledge once it resolves (not at all if it rejects); otherwise acknowledge now.
+ */
+export type RoomSink = (f: MessageFrame) => Promise<void> | boolean | void;
 
 export interface ClientEvents extends Record<string, unknown> {
   state: { from: ConnState; to: ConnState; reason?: ClosedReason | undefined };
   welcome: WelcomeFrame;
   message: IncomingMessage;
   receipt: { id: string; to: string; state: Delivery };
-  /** A message the server refused for good (unknown contact, full queue, bad text): it will not be resent. */
-  failed: { id: string; to: string; code: ErrorCodeName; message: string };
+  /**
+   * A message the server refused for good (unknown contact, full queue, bad text; for a room, not a member or
+   * no such room): it will not be resent. Room messages carry `room` instead of `to`.
+   */
+  failed: { id: string; to: string; room?: undefined; code: ErrorCodeName; message: string }
+    | { id: string; to?: undefined; room: string; code: ErrorCodeName; message: string };
   presence: { name: string; online: boolean };
   /** Coded errors not tied to one outgoing message. */
   error: { code: ErrorCodeName; message: string; ref?: string | number | undefined };
@@ -76,7 +87,10 @@ export interface ClientOptions {
 }
 
 /** Codes after which a message is not resent: the same bytes would be refused again. */
-const PERMANENT = new Set<ErrorCodeName>(['UNKNOWN_CONTACT', 'QUEUE_FULL', 'TEXT_EMPTY', 'TEXT_TOO_LONG', 'BAD_ID', 'BAD_FRAME']);
+const PERMANENT = new Set<ErrorCodeName>([
+  'UNKNOWN_CONTACT', 'QUEUE_FULL', 'TEXT_EMPTY', 'TEXT_TOO_LONG', 'BAD_ID', 'BAD_FRAME', 'NOT_A_MEMBER', 'ROOM_UNKNOWN',
+  'ROOMS_SINGLE_NODE',
+]);
 
 const OPEN = 1;
 
@@ -93,8 +107,15 @@ export class ParleyClient extends Emitter<ClientEvents> {
   private follows: string[];
   /** Sent but not yet accepted/queued/delivered, in send order: resent after every reconnect. */
   private readonly outbox = new Map<string, OutgoingMessage>();
+  /**
+   * Recipients (by `recipientKey`) whose messages wait for one retry after a transient refusal. Until it
+   * fires, new messages to them only join the outbox; then all of theirs are resent, in send order, so one
+   * recipient never gets a retried message after a later one.
+   */
+  private readonly retrying = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly seen = new Set<string>();
   private pendingAcks: number[] = [];
+  private roomSink: RoomSink | undefined;
   private readonly opts: Required<Omit<ClientOptions, 'follow' | 'sessionValid' | 'beforeAck'>> & Pick<ClientOptions, 'sessionValid' | 'beforeAck'>;
 
   constructor(options: ClientOptions) {
@@ -137,10 +158,26 @@ export class ParleyClient extends Emitter<ClientEvents> {
    * delivered, `failed` a refusal. While disconnected the message waits in the outbox and goes on reconnect.
    */
   send(to: string, text: string, id: string = newMessageId()): string {
-    const m = { id, to, text };
-    this.outbox.set(id, m);
-    if (this.state === 'open') this.write({ t: Op.Send, id, to, text });
-    return id;
+    return this.post({ id, to, text });
+  }
+
+  /**
+   * Sends text to a room through the same outbox (rooms.ts `Rooms.send` is the usual way in): resent with the
+   * same id until the server says it is in the room's log (`roomReceipt`), or refused it for good (`failed`).
+   */
+  sendToRoom(room: string, text: string, id: string = newMessageId()): string {
+    return this.post({ id, room, text });
+  }
+
+  /** Hands room messages to `sink` (one per client: the room layer); without one they are acknowledged unread. */
+  setRoomSink(sink: RoomSink): void {
+    this.roomSink = sink;
+  }
+
+  private post(m: OutgoingMessage): string {
+    this.outbox.set(m.id, m);
+    if (this.state === 'open' && !this.retrying.has(recipientKey(m))) this.write(sendFrame(m));
+    return m.id;
   }
 
   /** Messages not yet confirmed by the server, oldest first. */
@@ -159,6 +196,36 @@ export class ParleyClient extends Emitter<ClientEvents> {
     if (!this.ws || this.ws.readyState !== OPEN) return false;
     this.ws.send(encodeFrame(frame));
     return true;
+  }
+
+  /**
+   * Read receipts: tells `to` (the messages' sender) that these of its messages are on screen. Sent now or
+   * not at all (never kept for later; see docs/protocol.md); false when not connected. At most
+   * `Limits.maxReadIds` ids per frame: longer lists are split.
+   */
+  read(to: string, ids: string[]): boolean {
+    let ok = ids.length > 0;
+    for (let i = 0; i < ids.length; i += Limits.maxReadIds) ok = this.write({ t: Op.Read, to, ids: ids.slice(i, i + Limits.maxReadIds) }) && ok;
+    return ok;
+  }
+
+  /** Typing indicator to `to`: `on` while typing (renew every `Typing.renewMs`), `off` on stopping. Never queued. */
+  typing(to: string, on: boolean): boolean {
+    return this.write({ t: Op.Typing, to, on });
+  }
+
+  /** `fn(by, ids)` when `by` has read messages of ours. Returns the unsubscribe function. */
+  onRead(fn: (by: string, ids: string[]) => void): () => void {
+    return this.on('frame', (f) => {
+      if (f.t === Op.ReadBy) fn(f.by, f.ids);
+    });
+  }
+
+  /** `fn(from, on)` when `from` starts or stops typing to us. Returns the unsubscribe function. */
+  onTyping(fn: (from: string, on: boolean) => void): () => void {
+    return this.on('frame', (f) => {
+      if (f.t === Op.TypingFrom) fn(f.from, f.on);
+    });
   }
 
   /** Sends raw bytes (chunk frames); false when not connected. */
@@ -258,10 +325,16 @@ export class ParleyClient extends Emitter<ClientEvents> {
         this.setState('open');
         this.startPing();
         // Resend whatever the server has not confirmed, with the same ids, in the original order.
-        for (const m of this.outbox.values()) this.write({ t: Op.Send, id: m.id, to: m.to, text: m.text });
+        for (const t of this.retrying.values()) clearTimeout(t);
+        this.retrying.clear();
+        for (const m of this.outbox.values()) this.write(sendFrame(m));
         this.emit('welcome', f);
         break;
       case Op.Message: {
+        if (f.room !== undefined) {
+          this.roomMessage(f);
+          break;
+        }
         const k = `${f.from}\n${f.id}`;
         if (this.seen.has(k)) {
           this.ack(f.tag);
@@ -289,6 +362,10 @@ export class ParleyClient extends Emitter<ClientEvents> {
           this.emit('receipt', { id, to, state });
         }
         break;
+      case Op.RoomReceipt:
+        // The first count of a room message means it is in the room's log, durably: no resend from here on.
+        for (const [id] of f.items) this.outbox.delete(id);
+        break;
       case Op.Presence:
         this.emit('presence', { name: f.name, online: f.online });
         break;
@@ -296,12 +373,20 @@ export class ParleyClient extends Emitter<ClientEvents> {
         const m = typeof f.ref === 'string' ? this.outbox.get(f.ref) : undefined;
         if (m && PERMANENT.has(f.code)) {
           this.outbox.delete(m.id);
-          this.emit('failed', { id: m.id, to: m.to, code: f.code, message: f.message });
+          this.emit('failed', m.room !== undefined
+            ? { id: m.id, room: m.room, code: f.code, message: f.message }
+            : { id: m.id, to: m.to, code: f.code, message: f.message });
         } else if (m) {
-          // Transient (store down, rate limited): try again after a pause while still connected.
-          setTimeout(() => {
-            if (this.outbox.has(m.id) && this.state === 'open') this.write({ t: Op.Send, id: m.id, to: m.to, text: m.text });
-          }, 1000 + Math.random() * 1000);
+          // Transient (store down, rate limited): after a pause, resend everything unconfirmed to this
+          // recipient in send order; one timer per recipient, not one per message (see `retrying`).
+          const key = recipientKey(m);
+          if (!this.retrying.has(key)) {
+            this.retrying.set(key, setTimeout(() => {
+              this.retrying.delete(key);
+              if (this.state !== 'open') return; // the welcome of the next connection resends them all
+              for (const o of this.outbox.values()) if (recipientKey(o) === key) this.write(sendFrame(o));
+            }, 1000 + Math.random() * 1000));
+          }
           this.emit('error', { code: f.code, message: f.message, ref: f.ref });
         } else {
           this.emit('error', { code: f.code, message: f.message, ref: f.ref });
@@ -318,6 +403,17 @@ export class ParleyClient extends Emitter<ClientEvents> {
         break;
     }
     this.emit('frame', f);
+  }
+
+  /** A room message: the room layer says whether it is new, and when it may be acknowledged. */
+  private roomMessage(f: MessageFrame): void {
+    const r = this.roomSink?.(f);
+    const ws = this.ws;
+    if (r instanceof Promise) {
+      r.then(() => this.ws === ws && this.ack(f.tag), () => undefined); // not kept: it comes again after a reconnect
+    } else {
+      this.ack(f.tag);
+    }
   }
 
   private ack(tag: number): void {
@@ -359,6 +455,8 @@ export class ParleyClient extends Emitter<ClientEvents> {
   private finish(reason: ClosedReason, code: number | undefined): void {
     if (this.state === 'closed') return;
     clearTimeout(this.reconnectTimer);
+    for (const t of this.retrying.values()) clearTimeout(t);
+    this.retrying.clear();
     this.stopPing();
     this.closedReason = reason;
     const ws = this.ws;
@@ -381,3 +479,16 @@ function finalReason(code: number): ClosedReason | undefined {
     default: return undefined;
   }
 }
+
+/**
+ * Groups messages by recipient the way the server identifies names (NFKC, case-insensitive); rooms apart from
+ * people (`#` is in no name).
+ */
+function recipientKey(m: OutgoingMessage): string {
+  return m.room !== undefined ? `#${m.room.normalize('NFKC').toLowerCase()}` : m.to.normalize('NFKC').toLowerCase();
+}
+
+function sendFrame(m: OutgoingMessage): ClientFrame {
+  return m.room !== undefined ? { t: Op.Send, id: m.id, room: m.room, text: m.text } : { t: Op.Send, id: m.id, to: m.to, text: m.text };
+}
+

@@ -60,3 +60,32 @@ export async function sessionValid(opts: HttpOptions, token?: string): Promise<b
     return null;
   }
 }
+
+/**
+ * Whether `name` has an account (for adding a contact): its display form, or a ParleyHttpError with
+ * `UNKNOWN_CONTACT`, `BAD_NAME`, `RATE_LIMITED`, `UNAUTHORIZED`, or `NETWORK` when the server cannot be reached.
+ */
+export async function findContact(opts: HttpOptions, name: string, token?: string): Promise<{ name: string }> {
+  const f = opts.fetch ?? globalThis.fetch;
+  let res: Response;
+  try {
+    res = await f(`${opts.baseUrl}/api/contacts/${encodeURIComponent(name)}`, { headers: token ? { Authorization: `Bearer ${token}` } : {}, credentials: 'same-origin' });
+  } catch (err) {
+    throw new ParleyHttpError(0, 'NETWORK', `cannot reach the server (${(err as Error).message})`);
+  }
+  const data = (await res.json().catch(() => ({}))) as { name?: string; error?: { code: ErrorCodeName; message: string } };
+  if (!res.ok || typeof data.name !== 'string') {
+    throw new ParleyHttpError(res.status, data.error?.code ?? 'INTERNAL', data.error?.message ?? `HTTP ${res.status}`);
+  }
+  return { name: data.name };
+}
+
+/** Changes the signed-in account's password; the server ends every other session of the name. */
+export function changePassword(opts: HttpOptions, current: string, password: string, token?: string): Promise<{ ok: boolean }> {
+  return call(opts, '/api/account/password', { current, password }, token);
+}
+
+/** Deletes the signed-in account, its sessions and the messages waiting for it. */
+export function deleteAccount(opts: HttpOptions, password: string, token?: string): Promise<{ ok: boolean }> {
+  return call(opts, '/api/account/delete', { password }, token);
+}

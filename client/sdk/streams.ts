@@ -3,220 +3,41 @@
  * async iterable of chunks on the receiving side. Flow control is credit based end to end: the recipient grants
  * bytes as its consumer takes them, the sender never sends beyond the grant, so neither the server nor the
  * recipient holds more than the window, whatever the file size or the viewer's speed.
+ *
+ * A transfer outlives its stream: when a disconnect or a takeover cuts an accepted stream, both sides'
+ * objects turn `paused` (the server keeps the transfer resumable for a while, see docs/protocol.md), and once
+ * both are back the recipient asks to resume with the byte ranges it has; the same objects go on as a new
+ * stream in which the sender sends only the rest. A sender can resume only while it still has the source
+ * (a Blob or a ranged source; a page reload loses it); a recipient can resume after a reload with
+ * `Streams.resumeIncoming`, naming the ranges it kept on disk.
  */
-import type { AbortReasonName, ErrorCodeName } from '../../shared/codes.ts';
-import { chunkPayload, encodeChunk } from '../../shared/chunk.ts';
+import { chunkPayload } from '../../shared/chunk.ts';
 import { newMessageId } from '../../shared/ids.ts';
+import { nameKey } from '../../shared/names.ts';
 import { Op, type ServerFrame, type StreamOfferedFrame } from '../../shared/protocol.ts';
 import type { ParleyClient } from './client.ts';
 import { Emitter } from './emitter.ts';
+import { IncomingStream } from './incoming-stream.ts';
+import { OutgoingStream } from './outgoing-stream.ts';
+import { StreamError, type AcceptOptions, type FileMeta, type FileSource } from './stream-types.ts';
 
-export interface FileMeta {
-  /** File name shown to the recipient. */
-  name: string;
-  /** Exact number of bytes that will be sent. */
-  size: number;
-  /** MIME type with codecs, e.g. `video/webm; codecs="vp9,opus"`. */
-  mime: string;
-  /** `fmp4`, `mp4`, `webm` or `other`. */
-  container: string;
-}
-
-export type FileSource = Blob | AsyncIterable<Uint8Array>;
-
-/** Why a stream did not complete: the server's abort reason, a refusal code, or a local cause. */
-export class StreamError extends Error {
-  constructor(readonly reason: AbortReasonName | ErrorCodeName | 'DISCONNECTED', message: string) {
-    super(message);
-    this.name = 'StreamError';
-  }
-}
-
-export interface Progress { bytes: number; size: number }
-
-interface StreamEvents extends Record<string, unknown> {
-  progress: Progress;
-  accepted: { sid: number };
-  done: { bytes: number };
-  aborted: StreamError;
-}
-
-/** The sending side of one stream. `done` resolves when the recipient has every byte, or rejects with StreamError. */
-export class OutgoingStream extends Emitter<StreamEvents> {
-  sid: number | undefined;
-  sent = 0;
-  private credit = 0;
-  private creditWaiter: (() => void) | undefined;
-  private failed: StreamError | undefined;
-  readonly done: Promise<{ bytes: number }>;
-  private settle!: { resolve: (v: { bytes: number }) => void; reject: (e: StreamError) => void };
-
-  constructor(private readonly streams: Streams, readonly to: string, readonly meta: FileMeta, readonly ref: string, private readonly source: FileSource) {
-    super();
-    this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
-    this.done.catch(() => undefined); // callers that only listen to events must not see an unhandled rejection
-  }
-
-  /** Cancels; the recipient is told SENDER_CANCELLED. */
-  cancel(reason = 'cancelled by sender'): void {
-    if (this.sid !== undefined) this.streams.client.write({ t: Op.StreamCancel, sid: this.sid, reason });
-    this.fail(new StreamError('SENDER_CANCELLED', reason));
-  }
-
-  /** @internal */
-  grant(bytes: number): void {
-    this.credit += bytes;
-    this.creditWaiter?.();
-  }
-
-  /** @internal */
-  fail(err: StreamError): void {
-    if (this.failed) return;
-    this.failed = err;
-    this.creditWaiter?.();
-    this.emit('aborted', err);
-    this.settle.reject(err);
-  }
-
-  /** @internal */
-  accepted(): void {
-    this.emit('accepted', { sid: this.sid! });
-  }
-
-  /** @internal */
-  complete(bytes: number): void {
-    this.emit('done', { bytes });
-    this.settle.resolve({ bytes });
-  }
-
-  /** @internal Pumps the source through the credit window. */
-  async pump(maxChunk: number): Promise<void> {
-    const sid = this.sid!;
-    const client = this.streams.client;
-    for await (const piece of pieces(this.source, maxChunk)) {
-      let off = 0;
-      while (off < piece.byteLength) {
-        while (this.credit === 0 && !this.failed) await new Promise<void>((r) => (this.creditWaiter = r));
-        this.creditWaiter = undefined;
-        if (this.failed) return;
-        const n = Math.min(this.credit, piece.byteLength - off);
-        if (!client.writeBytes(encodeChunk(sid, this.sent, piece.subarray(off, off + n)))) {
-          this.fail(new StreamError('DISCONNECTED', 'connection lost while sending'));
-          return;
-        }
-        this.credit -= n;
-        this.sent += n;
-        off += n;
-        this.emit('progress', { bytes: this.sent, size: this.meta.size });
-      }
-    }
-    if (this.sent !== this.meta.size) {
-      this.cancel(`source gave ${this.sent} bytes, ${this.meta.size} declared`);
-      return;
-    }
-    client.write({ t: Op.StreamEnd, sid });
-  }
-}
-
-/**
- * The receiving side of one stream. Iterate it (after `accept()`) to get the bytes in order; iteration ends
- * when the sender has sent everything and throws StreamError when the stream is aborted.
- */
-export class IncomingStream extends Emitter<StreamEvents> implements AsyncIterable<Uint8Array> {
-  received = 0;
-  private answered = false;
-  private readonly queue: Uint8Array[] = [];
-  private ended = false;
-  private failed: StreamError | undefined;
-  private wake: (() => void) | undefined;
-  /** Bytes handed to the consumer but not yet given back to the sender as credit. */
-  private consumedUngranted = 0;
-  private window = 0;
-
-  constructor(private readonly streams: Streams, readonly offer: StreamOfferedFrame) {
-    super();
-  }
-
-  get sid(): number { return this.offer.sid; }
-  get from(): string { return this.offer.from; }
-  get meta(): FileMeta { return { name: this.offer.name, size: this.offer.size, mime: this.offer.mime, container: this.offer.container }; }
-
-  /** Accepts with a credit window (default 2 MiB, never more than the server's announced maximum). */
-  accept(windowBytes = 2 * 1024 * 1024): this {
-    if (this.answered) return this;
-    this.answered = true;
-    // Credit beyond the server's window would be clamped, and waiting to consume it would stall the stream.
-    const serverMax = this.streams.client.welcome?.limits.streamWindowBytes ?? windowBytes;
-    this.window = Math.max(1, Math.min(windowBytes, serverMax, this.offer.size));
-    this.streams.client.write({ t: Op.StreamAnswer, sid: this.sid, accept: true, credit: this.window });
-    return this;
-  }
-
-  decline(): void {
-    if (this.answered) return;
-    this.answered = true;
-    this.streams.client.write({ t: Op.StreamAnswer, sid: this.sid, accept: false });
-    this.streams.forget(this.sid);
-  }
-
-  cancel(reason = 'cancelled by recipient'): void {
-    this.streams.client.write({ t: Op.StreamCancel, sid: this.sid, reason });
-    this.fail(new StreamError('RECIPIENT_CANCELLED', reason));
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    for (;;) {
-      const next = this.queue.shift();
-      if (next) {
-        this.consumed(next.byteLength);
-        yield next;
-        continue;
-      }
-      if (this.failed) throw this.failed;
-      if (this.ended) return;
-      await new Promise<void>((r) => (this.wake = r));
-      this.wake = undefined;
-    }
-  }
-
-  /** @internal */
-  push(payload: Uint8Array): void {
-    // The socket's buffer is reused after this event in some runtimes: keep a copy of exactly the payload.
-    this.queue.push(payload.slice());
-    this.received += payload.byteLength;
-    this.emit('progress', { bytes: this.received, size: this.offer.size });
-    this.wake?.();
-  }
-
-  /** @internal */
-  end(bytes: number): void {
-    this.ended = true;
-    this.emit('done', { bytes });
-    this.wake?.();
-  }
-
-  /** @internal */
-  fail(err: StreamError): void {
-    if (this.failed || this.ended) return;
-    this.failed = err;
-    this.emit('aborted', err);
-    this.wake?.();
-  }
-
-  private consumed(n: number): void {
-    this.consumedUngranted += n;
-    // Grant in quarter-window steps: few credit frames, and the sender never idles for a full window.
-    if (this.consumedUngranted >= this.window / 4 && this.received < this.offer.size) {
-      const remaining = this.offer.size - this.received - this.queue.reduce((a, q) => a + q.byteLength, 0);
-      const grant = Math.min(this.consumedUngranted, Math.max(0, remaining));
-      this.consumedUngranted = 0;
-      if (grant > 0) this.streams.client.write({ t: Op.StreamCredit, sid: this.sid, bytes: grant });
-    }
-  }
-}
+export { IncomingStream } from './incoming-stream.ts';
+export { OutgoingStream } from './outgoing-stream.ts';
+export { StreamError, type AcceptOptions, type FileMeta, type FileSource, type Pause, type Piece, type Progress, type RangedSource } from './stream-types.ts';
 
 interface StreamsEvents extends Record<string, unknown> {
   offer: IncomingStream;
+}
+
+/** What a recipient kept of a cut transfer across a page reload (see `Streams.resumeIncoming`). */
+export interface KeptTransfer {
+  tid: string;
+  from: string;
+  meta: FileMeta;
+  /** Byte ranges on disk. */
+  held: ReadonlyArray<readonly [number, number]>;
+  /** Until when (ms since the epoch) the server keeps it resumable, as last heard. */
+  until: number;
 }
 
 /** Attaches stream handling to a client. One per client. */
@@ -224,28 +45,57 @@ export class Streams extends Emitter<StreamsEvents> {
   private readonly outgoing = new Map<number, OutgoingStream>();
   private readonly pendingOffers = new Map<string, OutgoingStream>();
   private readonly incoming = new Map<number, IncomingStream>();
+  /** Cut transfers waiting to go on, by transfer id. */
+  private readonly pausedOut = new Map<string, OutgoingStream>();
+  private readonly pausedIn = new Map<string, IncomingStream>();
+  /** Errors about paused transfers, answered here: a page need not show them (see `handled`). */
+  private readonly handledErrors = new WeakSet<object>();
+  /** Transfer ids this page gave up lately (a few), whose late errors are nobody's business. */
+  private readonly given: string[] = [];
+  /** Give-ups made while offline, sent at the next connection. */
+  private readonly undelivered: { tid: string; peer: string }[] = [];
 
   constructor(readonly client: ParleyClient) {
     super();
     client.on('frame', (f) => this.frame(f));
-    client.on('chunk', (c) => this.incoming.get(c.header.sid)?.push(chunkPayload(c.bytes)));
+    client.on('chunk', (c) => this.incoming.get(c.header.sid)?.push(c.header.offset, chunkPayload(c.bytes)));
     client.on('error', (e) => {
       if (typeof e.ref === 'string') {
         const p = this.pendingOffers.get(e.ref);
         if (p) {
           this.pendingOffers.delete(e.ref);
           p.fail(new StreamError(e.code, e.message));
+          return;
+        }
+        if (this.given.includes(e.ref)) {
+          this.handledErrors.add(e); // a give-up the server had already forgotten: nothing more to do
+          return;
+        }
+        const inc = this.pausedIn.get(e.ref);
+        if (!inc) return;
+        this.handledErrors.add(e);
+        if (e.code === 'TRANSFER_UNKNOWN') {
+          this.pausedIn.delete(e.ref);
+          inc.fail(new StreamError(e.code, e.message));
+        } else {
+          inc.notNow(); // asked again when the sender is back (streamResumable) or at the next connection
         }
       } else if (typeof e.ref === 'number') {
         this.outgoing.get(e.ref)?.fail(new StreamError(e.code, e.message));
       }
     });
     client.on('state', ({ to }) => {
-      if (to === 'open' || to === 'connecting') return;
-      // A lost connection ends every stream; the server has aborted them too.
-      for (const s of this.outgoing.values()) s.fail(new StreamError('DISCONNECTED', 'connection lost'));
-      for (const p of this.pendingOffers.values()) p.fail(new StreamError('DISCONNECTED', 'connection lost'));
-      for (const s of this.incoming.values()) s.fail(new StreamError('DISCONNECTED', 'connection lost'));
+      if (to === 'connecting') return;
+      if (to === 'open') {
+        for (const { tid, peer } of this.undelivered.splice(0)) this.client.write({ t: Op.StreamDrop, tid, peer });
+        for (const s of this.pausedIn.values()) s.ask();
+        return;
+      }
+      // A lost connection cuts every stream; the server pauses the accepted ones too (or ends them).
+      const cut = new StreamError('DISCONNECTED', 'connection lost');
+      for (const s of this.outgoing.values()) this.cutOut(s, cut);
+      for (const p of this.pendingOffers.values()) p.fail(cut);
+      for (const s of this.incoming.values()) this.cutIn(s, cut);
       this.outgoing.clear();
       this.pendingOffers.clear();
       this.incoming.clear();
@@ -264,9 +114,77 @@ export class Streams extends Emitter<StreamsEvents> {
     return stream;
   }
 
+  /**
+   * A transfer this page received part of before it was reloaded: paused, asking to resume as soon as the
+   * client is connected (and again when the sender comes back). Accept options as for `accept()`.
+   */
+  resumeIncoming(kept: KeptTransfer, windowBytes = 2 * 1024 * 1024, opts: AcceptOptions = {}): IncomingStream {
+    const offer: StreamOfferedFrame = {
+      t: Op.StreamOffered, sid: 0, tid: kept.tid, from: kept.from, to: this.client.welcome?.name ?? '', ...kept.meta,
+    };
+    const s = new IncomingStream(this, offer);
+    this.pausedIn.get(kept.tid)?.fail(new StreamError('TRANSFER_UNKNOWN', 'replaced'));
+    this.pausedIn.set(kept.tid, s);
+    s.restore(kept.held, windowBytes, opts, Math.max(0, kept.until - Date.now()));
+    if (this.client.state === 'open') s.ask();
+    return s;
+  }
+
+  /** True for an `error` frame about a paused transfer, which the streams have dealt with (the card shows it). */
+  handled(e: object): boolean {
+    return this.handledErrors.has(e);
+  }
+
+  /**
+   * @internal A paused transfer given up by this side: the server is told now, or at the next connection when
+   * this side is offline (the other side would otherwise wait for it until the transfer expires).
+   */
+  giveUp(tid: string, peer: string): void {
+    this.given.push(tid);
+    if (this.given.length > 16) this.given.shift();
+    this.pausedIn.delete(tid);
+    this.pausedOut.delete(tid);
+    if (!this.client.write({ t: Op.StreamDrop, tid, peer })) {
+      this.undelivered.push({ tid, peer });
+      if (this.undelivered.length > 16) this.undelivered.shift();
+    }
+  }
+
   /** @internal */
   forget(sid: number): void {
     this.incoming.delete(sid);
+  }
+
+  /** @internal A paused transfer's time ran out. */
+  expired(s: OutgoingStream | IncomingStream): void {
+    const map: Map<string, OutgoingStream | IncomingStream> = s instanceof OutgoingStream ? this.pausedOut : this.pausedIn;
+    if (map.get(s.tid) !== s) return;
+    map.delete(s.tid);
+    s.fail(new StreamError('TRANSFER_UNKNOWN', 'the transfer waited too long to go on'));
+  }
+
+  private cutOut(s: OutgoingStream, why: StreamError, resumeMs?: number): void {
+    if (s.wasAccepted && s.resumable) {
+      this.pausedOut.set(s.tid, s);
+      s.pause(why, resumeMs);
+      return;
+    }
+    // The server paused a transfer this side cannot go on with (a one-pass source): give it up at once.
+    if (resumeMs !== undefined) this.giveUp(s.tid, s.to);
+    s.fail(why);
+  }
+
+  private cutIn(s: IncomingStream, why: StreamError, resumeMs?: number): void {
+    if (s.wasAccepted) {
+      this.pausedIn.set(s.tid, s);
+      s.pause(why, resumeMs);
+    } else {
+      s.fail(why);
+    }
+  }
+
+  private get myKey(): string {
+    return nameKey(this.client.welcome?.name ?? '');
   }
 
   private frame(f: ServerFrame): void {
@@ -294,8 +212,7 @@ export class Streams extends Emitter<StreamsEvents> {
           return;
         }
         s.accepted();
-        const max = this.client.welcome?.limits.maxChunkBytes ?? 256 * 1024;
-        s.pump(max).catch((err: unknown) => s.fail(new StreamError('DISCONNECTED', `reading the file failed: ${(err as Error).message}`)));
+        s.pump(this.maxChunk).catch((err: unknown) => s.fail(new StreamError('DISCONNECTED', `reading the file failed: ${(err as Error).message}`)));
         return;
       }
       case Op.StreamGranted:
@@ -316,28 +233,62 @@ export class Streams extends Emitter<StreamsEvents> {
       }
       case Op.StreamAborted: {
         const err = new StreamError(f.reason, f.message);
-        this.outgoing.get(f.sid)?.fail(err);
-        this.incoming.get(f.sid)?.fail(err);
+        const out = this.outgoing.get(f.sid);
+        const inc = this.incoming.get(f.sid);
         this.outgoing.delete(f.sid);
         this.incoming.delete(f.sid);
+        if (f.resumeMs !== undefined) {
+          if (out) this.cutOut(out, err, f.resumeMs);
+          if (inc) this.cutIn(inc, err, f.resumeMs);
+        } else {
+          out?.fail(err);
+          inc?.fail(err);
+        }
+        return;
+      }
+      case Op.StreamResumable:
+        this.pausedIn.get(f.tid)?.ask();
+        return;
+      case Op.StreamResumed: {
+        if (nameKey(f.from) === this.myKey) {
+          const out = this.pausedOut.get(f.tid);
+          if (!out || nameKey(out.to) !== nameKey(f.to)) {
+            // Not a transfer this page can go on with (e.g. it was reloaded and no longer has the file).
+            this.client.write({ t: Op.StreamCancel, sid: f.sid, reason: 'the sender no longer has this file open' });
+            return;
+          }
+          this.pausedOut.delete(f.tid);
+          this.outgoing.set(f.sid, out);
+          out.resume(f.sid, f.held, this.maxChunk);
+          return;
+        }
+        const inc = this.pausedIn.get(f.tid);
+        if (!inc || nameKey(inc.from) !== nameKey(f.from)) {
+          this.client.write({ t: Op.StreamCancel, sid: f.sid, reason: 'the recipient no longer wants this file' });
+          return;
+        }
+        this.pausedIn.delete(f.tid);
+        this.incoming.set(f.sid, inc);
+        inc.resumed(f.sid);
+        return;
+      }
+      case Op.StreamDropped: {
+        const err = new StreamError(f.reason, f.reason === 'SENDER_CANCELLED' ? 'the sender gave up' : 'the recipient gave up');
+        for (const map of [this.pausedOut, this.pausedIn] as Map<string, OutgoingStream | IncomingStream>[]) {
+          const s = map.get(f.tid);
+          if (!s) continue;
+          map.delete(f.tid);
+          s.fail(err);
+        }
         return;
       }
       default:
         return;
     }
   }
+
+  private get maxChunk(): number {
+    return this.client.welcome?.limits.maxChunkBytes ?? 256 * 1024;
+  }
 }
 
-/** Splits a Blob or an async iterable of byte arrays into pieces of at most `max` bytes. */
-async function* pieces(source: FileSource, max: number): AsyncIterable<Uint8Array> {
-  if (typeof Blob !== 'undefined' && source instanceof Blob) {
-    for (let off = 0; off < source.size; off += max) {
-      yield new Uint8Array(await source.slice(off, Math.min(off + max, source.size)).arrayBuffer());
-    }
-    return;
-  }
-  for await (const chunk of source as AsyncIterable<Uint8Array>) {
-    const bytes = chunk instanceof Uint8Array ? chunk : new Uint8Array(chunk as ArrayBufferLike);
-    for (let off = 0; off < bytes.byteLength; off += max) yield bytes.subarray(off, Math.min(off + max, bytes.byteLength));
-  }
-}

@@ -6,10 +6,22 @@
  * Messages are keyed by (sender, id): the sender's client made the id, so a message that arrives twice (a
  * resend after a lost receipt, a queue redelivered after a crash) is stored, and shown, once. `seq` is this
  * browser's arrival order, which is the order the server accepted a conversation's messages in.
+ *
+ * Rooms live in the same stores: a room's conversation is the peer `#<room key>` (`#` is in no name, so a room
+ * never meets a contact), its record among the contacts carries `room: true`, and its messages carry the room's
+ * name and their place in the room's one order (`rseq`), which is the order a room is shown in.
  */
 import { nameKey } from '../../shared/names.ts';
+import type { RoomLineName } from '../../shared/protocol.ts';
+import { t } from './i18n/index.ts';
+import { files } from './words.ts';
 
-export type MessageState = 'sending' | 'accepted' | 'queued' | 'delivered' | 'failed';
+function fileKindLabel(kind: 'photo' | 'video' | 'audio' | 'file' | undefined): string {
+  return kind ? files().kindLabel[kind] : files().kindLabel.video;
+}
+
+/** `read`: for an outgoing message, the recipient has it on screen; for an incoming one, we sent them `read`. */
+export type MessageState = 'sending' | 'accepted' | 'queued' | 'delivered' | 'read' | 'failed';
 
 export interface StoredMessage {
   /** nameKey of the sender; with `id`, the primary key. */
@@ -28,7 +40,25 @@ export interface StoredMessage {
   /** Plain-language reason when `state` is failed. */
   error?: string;
   /** Present on a video card's record: `text` is the file name, `note` what became of the stream. */
-  video?: { size: number; note: string };
+  /** A file sent or received; `kind` (photo, video, audio, file) is absent in records made before files had kinds. */
+  video?: { size: number; note: string; kind?: 'photo' | 'video' | 'audio' | 'file' };
+  /** Set on room messages: the room's display name (then `peer` is `roomPeer(room key)` and `to` the room). */
+  room?: string;
+  /** The message's place in the room's one order, once the server told it. */
+  rseq?: number;
+  /** A line of the room's own: what happened to `from` (`text` is empty). */
+  line?: RoomLineName;
+  /** Own room messages: `[delivered, of]`, how many of the other members have it. */
+  count?: [delivered: number, of: number];
+}
+
+/** The conversation key of a room (a `Contact.key` too): `#` and the room key. */
+export function roomPeer(roomKey: string): string {
+  return `#${roomKey}`;
+}
+
+export function isRoomPeer(key: string): boolean {
+  return key.startsWith('#');
 }
 
 export interface Contact {
@@ -41,6 +71,10 @@ export interface Contact {
   lastSeq: number;
   lastText: string;
   lastTs: number;
+  /** A room's record: `name` is the room's name. */
+  room?: true;
+  /** Set once this account is no longer a member of the room (the history stays). */
+  gone?: 'left' | 'removed';
 }
 
 /** The key views use for a message: sender and id, as in the store. */
@@ -48,7 +82,7 @@ export function messageKey(m: Pick<StoredMessage, 'fromKey' | 'id'>): string {
   return `${m.fromKey}\n${m.id}`;
 }
 
-const RANK: Record<MessageState, number> = { sending: 0, accepted: 1, queued: 2, delivered: 3, failed: 3 };
+const RANK: Record<MessageState, number> = { sending: 0, accepted: 1, queued: 2, delivered: 3, read: 4, failed: 3 };
 
 function done<T>(req: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -115,11 +149,14 @@ export class History {
     }
     messages.add(m);
     const contacts = tx.objectStore('contacts');
-    const c = ((await done(contacts.get(m.peer))) as Contact | undefined) ?? emptyContact(m.dir === 'in' ? m.from : m.to);
-    if (m.dir === 'in') c.name = m.from;
+    const c = ((await done(contacts.get(m.peer))) as Contact | undefined)
+      ?? (m.room !== undefined ? roomRecord(m.peer, m.room) : emptyContact(m.dir === 'in' ? m.from : m.to));
+    if (m.dir === 'in' && m.room === undefined) c.name = m.from;
     c.lastSeq = Math.max(c.lastSeq, m.seq);
-    c.lastText = m.video ? `Video: ${m.text}` : m.text;
-    c.lastTs = m.ts;
+    if (m.line === undefined) {
+      c.lastText = m.video ? `${fileKindLabel(m.video.kind)}: ${m.text}` : m.room !== undefined && m.dir === 'in' ? `${m.from}: ${m.text}` : m.text;
+      c.lastTs = m.ts;
+    }
     if (unread) c.unread += 1;
     contacts.put(c);
     await ok;
@@ -134,13 +171,14 @@ export class History {
   }
 
   /** Moves a message's state forward (never back: a late `accepted` does not undo `delivered`). */
-  async updateState(fromKey: string, id: string, state: MessageState, error?: string): Promise<StoredMessage | undefined> {
+  /** `peer`, when given, must be the message's conversation (a `read` counts only from the recipient). */
+  async updateState(fromKey: string, id: string, state: MessageState, error?: string, peer?: string): Promise<StoredMessage | undefined> {
     const tx = this.db.transaction('messages', 'readwrite');
     const ok = committed(tx);
     const store = tx.objectStore('messages');
     const m = (await done(store.get([fromKey, id]))) as StoredMessage | undefined;
     let changed: StoredMessage | undefined;
-    if (m && m.state !== state && m.state !== 'failed' && RANK[state] >= RANK[m.state]) {
+    if (m && (peer === undefined || m.peer === peer) && m.state !== state && m.state !== 'failed' && RANK[state] >= RANK[m.state]) {
       m.state = state;
       if (error) m.error = error;
       else delete m.error;
@@ -149,6 +187,40 @@ export class History {
     }
     await ok;
     return changed;
+  }
+
+  /**
+   * Changes a stored room message in place, in one transaction (its `rseq`, its counts, its state, which only
+   * moves forward as in `updateState`); resolves to it as stored, if it is. One transaction per change, so
+   * what a caller shows after it is never older than what an earlier caller showed.
+   */
+  async patchMessage(fromKey: string, id: string, patch: { rseq?: number; count?: [number, number]; state?: MessageState }): Promise<StoredMessage | undefined> {
+    const tx = this.db.transaction('messages', 'readwrite');
+    const ok = committed(tx);
+    const store = tx.objectStore('messages');
+    const m = (await done(store.get([fromKey, id]))) as StoredMessage | undefined;
+    if (m) {
+      if (patch.rseq !== undefined) m.rseq = patch.rseq;
+      if (patch.count) m.count = patch.count;
+      if (patch.state && m.state !== 'failed' && RANK[patch.state] > RANK[m.state]) m.state = patch.state;
+      store.put(m);
+    }
+    await ok;
+    return m;
+  }
+
+  /** A room this account is in (`gone` undefined) or no longer in; created when new. */
+  async putRoom(key: string, name: string, gone?: 'left' | 'removed'): Promise<Contact> {
+    const tx = this.db.transaction('contacts', 'readwrite');
+    const ok = committed(tx);
+    const store = tx.objectStore('contacts');
+    const c = ((await done(store.get(key))) as Contact | undefined) ?? roomRecord(key, name);
+    c.name = name;
+    if (gone) c.gone = gone;
+    else delete c.gone;
+    store.put(c);
+    await ok;
+    return c;
   }
 
   async deleteMessage(fromKey: string, id: string): Promise<void> {
@@ -237,4 +309,8 @@ export class History {
 
 function emptyContact(name: string): Contact {
   return { key: nameKey(name), name, unread: 0, lastSeq: 0, lastText: '', lastTs: 0 };
+}
+
+function roomRecord(key: string, name: string): Contact {
+  return { key, name, unread: 0, lastSeq: 0, lastText: '', lastTs: 0, room: true };
 }

@@ -7,8 +7,10 @@
  *                                        credit is granted only as bytes are taken, the sender and the relay
  *                                        slow down to match (end-to-end flow control, nothing is dropped).
  *   ?test-recv-window=<bytes>            the credit window the recipient grants when accepting (default 2 MiB).
+ *   ?test-prepare-rate=<bytes per second> the sender's preparation reads the file no faster than this (a slow
+ *                                        disk), so a test can see its progress and cancel it midway.
  *
- * Neither changes what the page shows or allows; both only slow the recipient down. Unset: no effect.
+ * None changes what the page shows or allows; each only slows a side down. Unset: no effect.
  */
 function positive(name: string): number | undefined {
   const raw = new URLSearchParams(location.search).get(name);
@@ -19,4 +21,5 @@ function positive(name: string): number | undefined {
 export const knobs = {
   recvRate: positive('test-recv-rate'),
   recvWindow: positive('test-recv-window'),
+  prepareRate: positive('test-prepare-rate'),
 };

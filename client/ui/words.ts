@@ -1,17 +1,27 @@
-/** Everything the page says about codes, sizes and times, in plain words. */
+/**
+ * Everything the page says about codes, in plain words of the current language (the words themselves are in
+ * the catalogues under i18n/; sizes, durations and times are formatted there with Intl and re-exported here).
+ */
 import type { AbortReasonName, ErrorCodeName } from '../../shared/codes.ts';
+import { files as enFiles, type FilesWords, type FileKindWord } from './i18n/files-en.ts';
+import { filesZhCN } from './i18n/files-zh-CN.ts';
+import { locale, t, type Locale } from './i18n/index.ts';
+
+const FILES: Record<Locale, FilesWords> = { en: enFiles, 'zh-CN': filesZhCN };
+
+export { formatBytes, formatDuration, formatRate, formatTime } from './i18n/index.ts';
 
 /** Sign-up and sign-in failures. The server's own message is used when we have nothing better. */
 export function authErrorText(code: ErrorCodeName | 'NETWORK', serverMessage: string): string {
   switch (code) {
-    case 'BAD_CREDENTIALS': return 'That name and password do not match. Check both and try again.';
-    case 'NAME_TAKEN': return 'Someone already has that name. Pick another one.';
-    case 'BAD_NAME': return 'Names are 1 to 32 letters or digits (any language), plus . _ or -, starting with a letter or digit.';
-    case 'BAD_PASSWORD': return 'Passwords need at least 8 characters.';
-    case 'RATE_LIMITED': return 'Too many attempts. Wait a minute, then try again.';
-    case 'NETWORK': return 'Cannot reach the server. Check your connection and try again.';
-    case 'SHUTTING_DOWN': return 'The server is restarting. Try again in a moment.';
-    case 'FORBIDDEN_ORIGIN': return 'This server does not accept sign-ins from this address.';
+    case 'BAD_CREDENTIALS': return t('auth.err.badCredentials');
+    case 'NAME_TAKEN': return t('auth.err.nameTaken');
+    case 'BAD_NAME': return t('auth.err.badName');
+    case 'BAD_PASSWORD': return t('auth.err.badPassword');
+    case 'RATE_LIMITED': return t('auth.err.rateLimited');
+    case 'NETWORK': return t('auth.err.network');
+    case 'SHUTTING_DOWN': return t('auth.err.shuttingDown');
+    case 'FORBIDDEN_ORIGIN': return t('auth.err.forbiddenOrigin');
     default: return capitalise(serverMessage);
   }
 }
@@ -19,10 +29,32 @@ export function authErrorText(code: ErrorCodeName | 'NETWORK', serverMessage: st
 /** Why a text message was refused for good. */
 export function sendErrorText(code: ErrorCodeName, serverMessage: string, to: string): string {
   switch (code) {
-    case 'UNKNOWN_CONTACT': return `No one is called ${to} here.`;
-    case 'QUEUE_FULL': return `${to} has too many messages waiting. Try again later.`;
-    case 'TEXT_EMPTY': return 'The message is empty.';
-    case 'TEXT_TOO_LONG': return 'The message is too long.';
+    case 'UNKNOWN_CONTACT': return t('send.unknownContact', to);
+    case 'QUEUE_FULL': return t('send.queueFull', to);
+    case 'TEXT_EMPTY': return t('send.empty');
+    case 'TEXT_TOO_LONG': return t('send.tooLong');
+    default: return capitalise(serverMessage);
+  }
+}
+
+/** Why a room request or a room message was refused; `subject` is the room or member it was about. */
+export function roomErrorText(code: ErrorCodeName | 'NOT_CONNECTED', serverMessage: string, subject: string): string {
+  switch (code) {
+    case 'BAD_NAME': return t('rooms.err.badName');
+    case 'ROOM_UNKNOWN': return t('rooms.err.unknown', subject);
+    case 'ROOM_EXISTS': return t('rooms.err.exists', subject);
+    case 'NOT_A_MEMBER': return t('rooms.err.notMember');
+    case 'NOT_THE_OWNER': return t('rooms.err.notOwner');
+    case 'NOT_INVITED': return t('rooms.err.notInvited', subject);
+    case 'ROOM_FULL': return t('rooms.err.full');
+    case 'OWNER_CANNOT_LEAVE': return t('rooms.err.ownerCannotLeave');
+    case 'MESSAGE_UNKNOWN': return t('rooms.err.messageUnknown');
+    case 'ROOMS_SINGLE_NODE': return t('rooms.err.singleNode');
+    case 'UNKNOWN_CONTACT': return t('send.unknownContact', subject);
+    case 'QUEUE_FULL': return t('rooms.err.logFull');
+    case 'TEXT_EMPTY': return t('send.empty');
+    case 'TEXT_TOO_LONG': return t('send.tooLong');
+    case 'NOT_CONNECTED': return t('rooms.err.notConnected');
     default: return capitalise(serverMessage);
   }
 }
@@ -30,64 +62,29 @@ export function sendErrorText(code: ErrorCodeName, serverMessage: string, to: st
 /** Why a video stream stopped, told from the side of `me` (sender or recipient). */
 export function streamEndText(reason: AbortReasonName | ErrorCodeName | 'DISCONNECTED', peer: string, side: 'sender' | 'recipient', serverMessage: string): string {
   switch (reason) {
-    case 'DECLINED': return side === 'sender' ? `${peer} declined the video.` : 'You declined the video.';
-    case 'SENDER_CANCELLED': return side === 'sender' ? 'You cancelled the video.' : `${peer} cancelled the video.`;
-    case 'RECIPIENT_CANCELLED': return side === 'sender' ? `${peer} stopped the video.` : 'You stopped the video.';
-    case 'SENDER_DISCONNECTED': return `${peer} went offline, so the video stopped.`;
-    case 'RECIPIENT_DISCONNECTED': return `${peer} went offline, so the video stopped.`;
-    case 'RECIPIENT_OFFLINE': return `${peer} is offline. Videos go only to contacts who are online.`;
-    case 'TAKEOVER': return `The video stopped: you or ${peer} signed in somewhere else.`;
-    case 'SERVER_SHUTDOWN': return 'The server restarted, so the video stopped. Send it again.';
-    case 'DISCONNECTED': return 'The connection dropped, so the video stopped. Send it again.';
-    case 'STREAM_LIMIT': return 'Too many videos are on the way at once. Wait for one to finish.';
-    case 'FILE_TOO_LARGE': return 'The file is larger than this server accepts.';
-    case 'STREAM_SELF': return 'You cannot send a video to yourself.';
-    case 'UNKNOWN_CONTACT': return `No one is called ${peer} here.`;
-    case 'PROTOCOL': return `The video stopped: ${serverMessage}.`;
-    default: return `The video stopped: ${serverMessage}`;
+    case 'DECLINED': return side === 'sender' ? t('video.declinedBy', peer) : t('video.youDeclined');
+    case 'SENDER_CANCELLED': return side === 'sender' ? t('video.youCancelled') : t('video.cancelledBy', peer);
+    case 'RECIPIENT_CANCELLED': return side === 'sender' ? t('video.stoppedBy', peer) : t('video.youStopped');
+    case 'SENDER_DISCONNECTED': return t('video.peerOffline', peer);
+    case 'RECIPIENT_DISCONNECTED': return t('video.peerOffline', peer);
+    case 'RECIPIENT_OFFLINE': return t('video.recipientOffline', peer);
+    case 'TAKEOVER': return t('video.takeover', peer);
+    case 'SERVER_SHUTDOWN': return t('video.serverShutdown');
+    case 'DISCONNECTED': return t('video.disconnected');
+    case 'STREAM_LIMIT': return t('video.streamLimit');
+    case 'FILE_TOO_LARGE': return t('video.fileTooLarge');
+    case 'STREAM_SELF': return t('video.self');
+    case 'UNKNOWN_CONTACT': return t('video.unknownContact', peer);
+    case 'PROTOCOL': return t('video.stopped', `${serverMessage}.`);
+    default: return t('video.stopped', serverMessage);
   }
 }
 
 function capitalise(s: string): string {
-  const t = s.trim();
-  if (!t) return 'Something went wrong.';
-  const first = t[0]!.toUpperCase() + t.slice(1);
+  const trimmed = s.trim();
+  if (!trimmed) return t('error.generic');
+  const first = trimmed[0]!.toUpperCase() + trimmed.slice(1);
   return /[.!?]$/.test(first) ? first : `${first}.`;
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KB', 'MB', 'GB', 'TB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
-}
-
-export function formatRate(bytesPerSec: number): string {
-  return `${formatBytes(Math.round(bytesPerSec))}/s`;
-}
-
-export function formatDuration(sec: number): string {
-  if (!Number.isFinite(sec) || sec < 0) return '';
-  const s = Math.ceil(sec);
-  if (s < 60) return `${s} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${s % 60} s`;
-  return `${Math.floor(m / 60)} h ${m % 60} min`;
-}
-
-/** "14:03" today, "Mon 14:03" this week, "3 Mar 14:03" before. */
-export function formatTime(ts: number, now = Date.now()): string {
-  const d = new Date(ts);
-  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  const today = new Date(now);
-  if (d.toDateString() === today.toDateString()) return time;
-  if (now - ts < 6 * 86_400_000) return `${d.toLocaleDateString([], { weekday: 'short' })} ${time}`;
-  return `${d.toLocaleDateString([], { day: 'numeric', month: 'short' })} ${time}`;
 }
 
 /** "MP4 video", "WebM video", ... from an offer's container and MIME type. */
@@ -95,8 +92,28 @@ export function describeType(container: string, mime: string): string {
   const base = mime.split(';')[0]!.trim();
   switch (container) {
     case 'fmp4':
-    case 'mp4': return base.startsWith('audio/') ? 'MP4 audio' : 'MP4 video';
-    case 'webm': return base.startsWith('audio/') ? 'WebM audio' : 'WebM video';
-    default: return base || 'file';
+    case 'mp4': return base.startsWith('audio/') ? t('video.mp4Audio') : t('video.mp4Video');
+    case 'webm': return base.startsWith('audio/') ? t('video.webmAudio') : t('video.webmVideo');
+    default: return base || t('video.file');
   }
+}
+
+/**
+ * Words of file transfer: each names what is sent (photo, video, audio, file), never "video" for everything.
+ * One object per language (i18n/files-en.ts is the reference, i18n/files-zh-CN.ts matches it key for key).
+ */
+export type { FileKindWord, FilesWords } from './i18n/files-en.ts';
+
+/** The file-transfer words of the current language. */
+export function files(): FilesWords {
+  return FILES[locale()];
+}
+
+/** Why a file transfer stopped, told from the side of `me`, naming what was sent. */
+export function fileEndText(reason: AbortReasonName | ErrorCodeName | 'DISCONNECTED', peer: string, side: 'sender' | 'recipient', kind: FileKindWord, serverMessage: string): string {
+  const words = files();
+  if (reason === 'TRANSFER_UNKNOWN') return words.cannotResume(peer);
+  const noun = words.noun[kind];
+  // The video wording covers every case in every language; only the noun changes.
+  return streamEndText(reason, peer, side, serverMessage).replaceAll(`${words.noun.video}s`, `${noun}s`).replaceAll(words.noun.video, noun);
 }

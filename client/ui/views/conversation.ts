@@ -4,21 +4,36 @@
  */
 import type { Chat } from '../chat.ts';
 import { el, icon, replaceChildren } from '../dom.ts';
-import { messageKey, type StoredMessage } from '../history.ts';
-import { formatBytes, formatTime } from '../words.ts';
+import { isRoomPeer, messageKey, type StoredMessage } from '../history.ts';
+import { t } from '../i18n/index.ts';
+import { linkify } from '../linkify.ts';
+import { files, formatBytes, formatTime } from '../words.ts';
+import { mutedContacts, setMuted } from '../notify.ts';
 import { avatar } from './avatar.ts';
-import { sendVideo } from './video-send.ts';
+import { refreshComposer, type ComposerParts } from './composer.ts';
+import { dayLineIfNew, placeDaySeparators } from './day-lines.ts';
+import { acceptFileDrops, sendFile } from './file-send.ts';
 
-const encoder = new TextEncoder();
 
 function stateLabel(m: StoredMessage): string {
   switch (m.state) {
-    case 'sending': return 'Sending…';
-    case 'accepted': return 'Sent';
-    case 'queued': return `Waiting for ${m.to} to come online`;
-    case 'delivered': return 'Delivered';
-    case 'failed': return 'Not sent';
+    case 'sending': return t('state.sending');
+    case 'accepted': return t('state.accepted');
+    case 'queued': return t('state.queued', m.to);
+    case 'delivered': return t('state.delivered');
+    case 'read': return t('state.read');
+    case 'failed': return t('state.failed');
   }
+}
+
+function failureLine(chat: Chat, m: StoredMessage): HTMLElement | null {
+  return m.state === 'failed'
+    ? el('p', { class: 'fail' }, [
+      m.error ?? t('conv.refused'),
+      ' ',
+      el('button', { class: 'link', text: t('conv.tryAgain'), attrs: { type: 'button' }, on: { click: () => void chat.retry(m) } }),
+    ])
+    : null;
 }
 
 function textItem(chat: Chat, m: StoredMessage): HTMLLIElement {
@@ -26,17 +41,20 @@ function textItem(chat: Chat, m: StoredMessage): HTMLLIElement {
     el('time', { text: formatTime(m.ts), attrs: { datetime: new Date(m.ts).toISOString() } }),
     m.dir === 'out' ? el('span', { class: 'state', text: stateLabel(m) }) : null,
   ]);
-  const failure = m.state === 'failed'
-    ? el('p', { class: 'fail' }, [
-      m.error ?? 'The server refused this message.',
-      ' ',
-      el('button', { class: 'link', text: 'Try again', attrs: { type: 'button' }, on: { click: () => void chat.retry(m) } }),
-    ])
-    : null;
-  return el('li', { class: `msg ${m.dir}`, attrs: { 'data-state': m.state, 'data-id': m.id } }, [
-    el('div', { class: 'bubble' }, [el('p', { class: 'text', text: m.text }), meta]),
-    failure,
+  return el('li', { class: `msg ${m.dir}`, attrs: { role: 'article', 'data-state': m.state, 'data-id': m.id, 'data-ts': String(m.ts) } }, [
+    el('div', { class: 'bubble' }, [el('p', { class: 'text' }, linkify(m.text)), meta]),
+    failureLine(chat, m),
   ]);
+}
+
+/** A message's state changed: only its state text and failure line change, the item itself stays. */
+function updateTextItem(chat: Chat, li: HTMLLIElement, m: StoredMessage): void {
+  li.dataset.state = m.state;
+  const state = li.querySelector('.state');
+  if (state) state.textContent = stateLabel(m);
+  li.querySelector('.fail')?.remove();
+  const failure = failureLine(chat, m);
+  if (failure) li.append(failure);
 }
 
 /** A video after a reload (its bytes are not kept): what it was and what became of it. */
@@ -47,21 +65,48 @@ function videoSummary(m: StoredMessage): HTMLElement {
   ]);
 }
 
+/** Mutes or unmutes notifications and sound for one contact (remembered in this browser, notify.ts). */
+function muteButton(chat: Chat, key: string, name: string): HTMLElement {
+  const button = el('button', { class: 'icon-button subtle mute', attrs: { type: 'button' } });
+  const show = (muted: boolean) => {
+    button.setAttribute('aria-pressed', String(muted));
+    button.setAttribute('aria-label', t('notify.mute', name));
+    button.title = muted ? t('notify.mutedTitle') : t('notify.muteTitle');
+    button.replaceChildren(icon(muted ? 'bellOff' : 'bell'));
+  };
+  button.addEventListener('click', () => {
+    const muted = !mutedContacts(chat.meKey).has(key);
+    setMuted(chat.meKey, key, muted);
+    show(muted);
+  });
+  show(mutedContacts(chat.meKey).has(key));
+  return button;
+}
+
 function item(chat: Chat, m: StoredMessage): HTMLLIElement {
   if (!m.video) return textItem(chat, m);
   const card = chat.liveCards.get(messageKey(m)) ?? videoSummary(m);
-  return el('li', { class: `msg ${m.dir} video`, attrs: { 'data-id': m.id } }, [card]);
+  return el('li', { class: `msg ${m.dir} video`, attrs: { role: 'article', 'data-id': m.id, 'data-ts': String(m.ts) } }, [card]);
 }
 
 export function conversationView(chat: Chat, onBack: () => void): HTMLElement {
-  const root = el('section', { class: 'conversation', attrs: { 'aria-label': 'Conversation' } });
+  const root = el('section', { class: 'conversation', attrs: { 'aria-label': t('conv.label') } });
   let items = new Map<string, { seq: number; li: HTMLLIElement }>();
   let list: HTMLOListElement | undefined;
   let presenceLine: HTMLElement | undefined;
   let videoButton: HTMLButtonElement | undefined;
-  let composerParts: { input: HTMLTextAreaElement; send: HTMLButtonElement; counter: HTMLElement } | undefined;
+  let composerParts: ComposerParts | undefined;
+
+  // Files dropped or pasted anywhere on the conversation go to the contact shown, when the button would.
+  acceptFileDrops(root, () => videoButton !== undefined && !videoButton.disabled, (file) => {
+    if (chat.active) sendFile(chat, chat.active, file);
+  });
 
   const nearBottom = () => !list || list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  // Cards grow after they are placed (a video starts playing, a photo loads, a file card gets its buttons):
+  // while the person was at the bottom, the list follows them, so the card stays in view.
+  let pinned = true;
+  let growth: ResizeObserver | undefined;
   const toBottom = () => {
     if (list) list.scrollTop = list.scrollHeight;
   };
@@ -71,12 +116,13 @@ export function conversationView(chat: Chat, onBack: () => void): HTMLElement {
     if (!list || m.peer !== chat.active) return;
     const key = messageKey(m);
     const stick = nearBottom() || (m.dir === 'out' && !items.has(key));
-    const li = item(chat, m);
     const old = items.get(key);
     if (old) {
-      old.li.replaceWith(li);
-      old.li = li;
+      // Changed in place, so assistive technology does not announce it again as a new message.
+      if (!m.video) updateTextItem(chat, old.li, m);
+      else if (!old.li.contains(chat.liveCards.get(key) ?? null)) old.li.replaceChildren(item(chat, m).firstChild!);
     } else {
+      const li = item(chat, m);
       // Almost always the newest: walk back from the end to find the place.
       let before: HTMLLIElement | null = null;
       for (const other of [...items.values()].reverse()) {
@@ -84,8 +130,15 @@ export function conversationView(chat: Chat, onBack: () => void): HTMLElement {
         before = other.li;
       }
       list.insertBefore(li, before);
+      growth?.observe(li);
       items.set(key, { seq: m.seq, li });
-      if (before) items = new Map([...items.entries()].sort((a, b) => a[1].seq - b[1].seq));
+      if (before) {
+        items = new Map([...items.entries()].sort((a, b) => a[1].seq - b[1].seq));
+        placeDaySeparators(list);
+      } else {
+        // The usual case, appended at the end: a day line only if it starts a new day.
+        dayLineIfNew(list, li, [...items.values()].at(-2)?.li, m.ts);
+      }
     }
     if (stick) toBottom();
   };
@@ -94,42 +147,36 @@ export function conversationView(chat: Chat, onBack: () => void): HTMLElement {
     const key = chat.active;
     if (!key || !presenceLine || !videoButton) return;
     const online = chat.presence.get(key);
-    presenceLine.textContent = online === true ? 'Online' : online === false ? 'Offline · messages wait for them on the server' : '';
+    presenceLine.textContent = online === true ? t('conv.online') : online === false ? t('conv.offline') : '';
     presenceLine.className = online ? 'presence-line online' : 'presence-line';
+    if (chat.typingNow.has(key)) {
+      presenceLine.textContent = t('conv.typing');
+      presenceLine.className = 'presence-line typing';
+    }
     const connected = chat.conn === 'open';
     videoButton.disabled = !(online === true && connected);
-    videoButton.title = !connected ? 'Not connected' : online ? 'Send a video' : 'Videos go only to contacts who are online';
+    videoButton.title = !connected ? files().notConnected : online ? files().sendButton : files().sendDisabledOffline;
   };
 
   const updateComposer = () => {
-    if (!composerParts) return;
-    const { input, send, counter } = composerParts;
-    const closed = chat.conn === 'closed';
-    const max = chat.client.welcome?.limits.maxTextBytes ?? 16 * 1024;
-    const bytes = encoder.encode(input.value).length;
-    const over = bytes > max;
-    counter.textContent = over ? `Too long by ${formatBytes(bytes - max)}` : '';
-    input.disabled = closed;
-    send.disabled = closed || over || input.value.trim() === '';
-    // Grow with the text up to a few lines (CSSOM assignments are allowed by the CSP).
-    input.style.height = 'auto';
-    input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+    if (composerParts) refreshComposer(composerParts, chat);
   };
 
   const composer = (key: string, name: string): HTMLElement => {
-    const input = el('textarea', { attrs: { rows: '1', placeholder: `Message ${name}`, 'aria-label': `Message ${name}`, enterkeyhint: 'send' } });
-    const send = el('button', { class: 'send-button', attrs: { type: 'submit', 'aria-label': 'Send', title: 'Send' } }, [icon('send')]);
+    const input = el('textarea', { attrs: { rows: '1', placeholder: t('conv.placeholder', name), 'aria-label': t('conv.placeholder', name), enterkeyhint: 'send' } });
+    const send = el('button', { class: 'send-button', attrs: { type: 'submit', 'aria-label': t('conv.send'), title: t('conv.send') } }, [icon('send')]);
     const counter = el('span', { class: 'counter', attrs: { 'aria-live': 'polite' } });
-    const fileInput = el('input', { attrs: { type: 'file', accept: 'video/*,audio/*,.mkv,.webm,.mp4,.mov', hidden: true, 'aria-hidden': 'true' } });
+    const fileInput = el('input', { attrs: { type: 'file', multiple: true, hidden: true, 'aria-hidden': 'true' } });
     videoButton = el('button', {
-      class: 'icon-button video-button', attrs: { type: 'button', 'aria-label': 'Send video' },
+      class: 'icon-button video-button file-button', attrs: { type: 'button', 'aria-label': files().sendButton },
       on: { click: () => fileInput.click() },
-    }, [icon('video')]);
+    }, [icon('clip')]);
     fileInput.addEventListener('change', () => {
-      const file = fileInput.files?.[0];
+      const picked = [...(fileInput.files ?? [])];
       fileInput.value = '';
-      if (file) sendVideo(chat, key, file);
+      for (const file of picked) sendFile(chat, key, file);
     });
+
     composerParts = { input, send, counter };
     const form = el('form', { class: 'composer' }, [fileInput, videoButton, input, send, counter]);
     const submit = () => {
@@ -152,6 +199,8 @@ export function conversationView(chat: Chat, onBack: () => void): HTMLElement {
       }
     });
     input.addEventListener('input', updateComposer);
+    input.addEventListener('input', () => chat.typing(key, input.value.trim() !== ''));
+    input.addEventListener('blur', () => chat.typing(key, false));
     return form;
   };
 
@@ -159,25 +208,41 @@ export function conversationView(chat: Chat, onBack: () => void): HTMLElement {
     items = new Map();
     composerParts = undefined;
     const key = chat.active;
+    // A room's conversation is views/room.ts.
+    root.hidden = key !== undefined && isRoomPeer(key);
     const c = key ? chat.contacts.get(key) : undefined;
+    if (root.hidden) {
+      list = undefined;
+      replaceChildren(root);
+      return;
+    }
     if (!key || !c) {
       list = undefined;
       replaceChildren(root, el('div', { class: 'no-conversation' }, [
         el('span', { class: 'brand-mark big', attrs: { 'aria-hidden': 'true' } }),
-        el('p', { text: 'Pick a contact to start talking.' }),
-        el('p', { class: 'muted', text: 'Messages to someone offline wait on the server until they sign in.' }),
+        el('p', { text: t('conv.pick') }),
+        el('p', { class: 'muted', text: t('conv.pickHint') }),
       ]));
       return;
     }
-    list = el('ol', { class: 'messages', attrs: { 'aria-label': `Messages with ${c.name}`, 'aria-live': 'polite' } });
+    // A log (so its items are articles, day lines headings): reachable by keyboard (it scrolls), labelled, and
+    // only additions are announced.
+    list = el('ol', { class: 'messages', attrs: { role: 'log', tabindex: '0', 'aria-label': t('conv.messagesWith', c.name), 'aria-live': 'polite', 'aria-relevant': 'additions' } });
+    growth?.disconnect();
+    pinned = true;
+    growth = new ResizeObserver(() => {
+      if (pinned) toBottom();
+    });
+    list.addEventListener('scroll', () => (pinned = nearBottom()), { passive: true });
     presenceLine = el('span', { class: 'presence-line' });
     const head = el('header', { class: 'conv-head' }, [
-      el('button', { class: 'icon-button back', attrs: { type: 'button', 'aria-label': 'Back to contacts' }, on: { click: onBack } }, [icon('back')]),
+      el('button', { class: 'icon-button back', attrs: { type: 'button', 'aria-label': t('conv.back') }, on: { click: onBack } }, [icon('back')]),
       avatar(c.name),
       el('div', { class: 'conv-title' }, [el('h2', { text: c.name }), presenceLine]),
+      muteButton(chat, key, c.name),
       el('button', {
-        class: 'icon-button subtle', attrs: { type: 'button', 'aria-label': `Remove ${c.name} from contacts`, title: 'Remove contact' },
-        on: { click: () => { if (confirm(`Remove ${c.name} from your contacts? The conversation stays in this browser.`)) void chat.removeContact(key); } },
+        class: 'icon-button subtle', attrs: { type: 'button', 'aria-label': t('conv.remove', c.name), title: t('conv.removeTitle') },
+        on: { click: () => { if (confirm(t('conv.removeConfirm', c.name))) void chat.removeContact(key); } },
       }, [icon('trash')]),
     ]);
     replaceChildren(root, head, list, composer(key, c.name));
@@ -194,6 +259,9 @@ export function conversationView(chat: Chat, onBack: () => void): HTMLElement {
   chat.on('active', render);
   chat.on('message', ({ m }) => upsert(m));
   chat.on('presence', ({ key }) => {
+    if (key === chat.active) updatePresence();
+  });
+  chat.on('typing', ({ key }) => {
     if (key === chat.active) updatePresence();
   });
   chat.on('conn', () => {

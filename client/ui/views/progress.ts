@@ -1,5 +1,6 @@
 /** A progress bar with "3.1 MB of 12 MB · 1.2 MB/s · 8 s left", shared by the sending and receiving cards. */
 import { el } from '../dom.ts';
+import { t as tr } from '../i18n/index.ts';
 import { formatBytes, formatDuration, formatRate } from '../words.ts';
 
 /** Rate over the last few seconds, so a burst at the start does not promise a finish that will not come. */
@@ -34,16 +35,16 @@ export function progressView(label: string): ProgressView {
       last = t;
       const first = samples[0]!;
       const rate = t > first.t ? ((bytes - first.bytes) * 1000) / (t - first.t) : 0;
-      const parts = [`${formatBytes(bytes)} of ${formatBytes(size)}`];
+      const parts = [tr('progress.of', formatBytes(bytes), formatBytes(size))];
       if (rate > 0 && bytes < size) {
         parts.push(formatRate(rate));
-        parts.push(`${formatDuration((size - bytes) / rate)} left`);
+        parts.push(tr('progress.left', formatDuration((size - bytes) / rate)));
       }
       line.textContent = parts.join(' · ');
     },
     finish(text) {
       frozen = true;
-      line.textContent = text ?? `${formatBytes(shown.bytes)} of ${formatBytes(shown.size)}`;
+      line.textContent = text ?? tr('progress.of', formatBytes(shown.bytes), formatBytes(shown.size));
     },
   };
 }
