@@ -6,8 +6,13 @@
  * Two things are deliberately left open because the port leaves them open: seqs need not start at 1 or be
  * dense, and the order of `replaceSessions`' result is unspecified (tests sort it).
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ProcessStoreSpec } from '../support/store-child.ts';
 import type {
   Account,
   NewQueuedMessage,
@@ -27,6 +32,11 @@ export interface StoreFixture {
    * The test closes `store` before calling it. When absent, the persistence tests are skipped.
    */
   reopen?: () => Promise<Store>;
+  /**
+   * How another OS process opens a store over the same data (test/support/store-child.ts). When absent, the
+   * cross-process cases are skipped.
+   */
+  processStore?: ProcessStoreSpec;
 }
 
 /**
@@ -94,9 +104,12 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
       return { key, name: key.toUpperCase(), passwordHash: `scrypt$hash-of-${key}`, created: T0, ...over };
     }
 
-    /** A session whose token hash is `tokenHash(label)`. */
+    /**
+     * A session whose token hash is `tokenHash(label)`, created at T0 plus the label's trailing number, so that
+     * a1, a2, a3 are in the order they would have signed in (`replaceSessions` keeps the newest).
+     */
     function session(label: string, key: string, over: Partial<SessionRecord> = {}): SessionRecord {
-      return { tokenHash: tokenHash(label), key, created: T0, expires: T0 + 86_400_000, ...over };
+      return { tokenHash: tokenHash(label), key, created: T0 + Number(/\d+$/.exec(label)?.[0] ?? 0), expires: T0 + 86_400_000, ...over };
     }
 
     /** The hashes of the labels, sorted: replaceSessions' result order is unspecified. */
@@ -236,6 +249,24 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
         expect((await store.getSession(h('a2')))?.replacedAt).toBe(T0 + 20);
       });
 
+      it('replaceSessions keeps a newer live session and marks the one it was asked to keep (a sign-in that lost a race)', async () => {
+        await store.putSession(session('a1', 'alice'));
+        await store.putSession(session('a2', 'alice'));
+        expect(await store.replaceSessions('alice', h('a1'), T0 + 5)).toEqual([h('a1')]);
+        expect((await store.getSession(h('a1')))?.replacedAt).toBe(T0 + 5);
+        expect((await store.getSession(h('a2')))?.replacedAt).toBeUndefined();
+        expect(await store.replaceSessions('alice', h('a2'), T0 + 6)).toEqual([]);
+      });
+
+      it('racing replaceSessions of two sessions leave exactly the newer one live', async () => {
+        await store.putSession(session('a1', 'alice'));
+        await store.putSession(session('a2', 'alice'));
+        const results = await Promise.all([store.replaceSessions('alice', h('a1'), T0 + 5), store.replaceSessions('alice', h('a2'), T0 + 5)]);
+        expect(results.flat()).toEqual([h('a1')]);
+        expect((await store.getSession(h('a1')))?.replacedAt).toBe(T0 + 5);
+        expect((await store.getSession(h('a2')))?.replacedAt).toBeUndefined();
+      });
+
       it('replaceSessions with no other session returns an empty list', async () => {
         expect(await store.replaceSessions('ghost', h('x'), T0)).toEqual([]);
         await store.putSession(session('only', 'carol'));
@@ -257,9 +288,10 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
           Array.from({ length: 10 }, (_, i) => store.replaceSessions('alice', h(`s${i}`), T0 + i)),
         );
         const all = results.flat();
-        // Every session but one is replaced (the one kept by whichever call ran last), none twice.
+        // Every session but the newest (s9) is replaced, none twice.
         expect(new Set(all).size).toBe(all.length);
-        expect(all.length).toBeGreaterThanOrEqual(9);
+        expect([...all].sort()).toEqual(hashes('s0', 's1', 's2', 's3', 's4', 's5', 's6', 's7', 's8'));
+        expect((await store.getSession(h('s9')))?.replacedAt).toBeUndefined();
       });
 
       it('purgeExpiredSessions deletes sessions that expired before now and counts them', async () => {
@@ -428,6 +460,23 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
         expect((await store.enqueue(msg({ to: 'carol' }), 2)).status).toBe('queued');
       });
 
+      it('holds under 4 to 12 concurrent enqueues to one recipient with cap 3, round after round', async () => {
+        for (let n = 4; n <= 12; n++) {
+          const to = `cap${n}`;
+          const results = await Promise.all(Array.from({ length: n }, (_, i) => store.enqueue(msg({ to, fromKey: `s${i}` }), 3)));
+          expect(results.filter((r) => r.status === 'queued')).toHaveLength(3);
+          expect(await store.queueLength(to)).toBe(3);
+          // Acks racing with the next enqueues: the cap still counts what is left.
+          const [oldest] = await fetchAll(to);
+          const after = await Promise.all([
+            store.ackQueue(to, [oldest!.seq]),
+            ...Array.from({ length: n }, (_, i) => store.enqueue(msg({ to, fromKey: `t${i}` }), 3)),
+          ]);
+          expect(after.slice(1).filter((r) => typeof r === 'object' && r.status === 'queued').length).toBeLessThanOrEqual(1);
+          expect(await store.queueLength(to)).toBeLessThanOrEqual(3);
+        }
+      });
+
       it('is never exceeded by concurrent enqueues', async () => {
         const results = await Promise.all(
           Array.from({ length: 50 }, (_, i) => store.enqueue(msg({ fromKey: `s${i % 5}` }), 10)),
@@ -589,6 +638,74 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
       });
     });
 
+    describe('restarts and other processes', () => {
+      it('restarts three times on existing data, keeping queue, sessions and order', async (ctx) => {
+        if (!fixture.reopen) ctx.skip();
+        await store.putSession(session('r', 'bob'));
+        const seqs = [await queued(msg())];
+        for (let restart = 0; restart < 3; restart++) {
+          await store.close();
+          store = await fixture.reopen!();
+          expect(await store.getSession(tokenHash('r'))).toEqual(session('r', 'bob'));
+          seqs.push(await queued(msg()));
+          expect((await fetchAll('bob')).map((m) => m.seq)).toEqual(seqs);
+        }
+        expectIncreasing(seqs);
+      });
+
+      it('a second store opens on the data while the first is open, and both work', async (ctx) => {
+        if (!fixture.reopen) ctx.skip();
+        const second = await fixture.reopen!();
+        const a = await queued(msg());
+        const b = await second.enqueue(msg(), NO_CAP);
+        expect(b.status).toBe('queued');
+        expect((await second.fetchQueue('bob', -1, 10, 0)).map((m) => m.seq)).toEqual([a, (b as { seq: number }).seq]);
+        // Two stores (as two processes would) racing to one recipient never pass the cap together.
+        const results = await Promise.all(
+          Array.from({ length: 24 }, (_, i) => (i % 2 === 0 ? store : second).enqueue(msg({ to: 'erin', fromKey: `s${i}` }), 5)),
+        );
+        expect(results.filter((r) => r.status === 'queued')).toHaveLength(5);
+        expect(await second.queueLength('erin')).toBe(5);
+      });
+
+      it('two OS processes starting at once on existing data both open and work, twice', async (ctx) => {
+        const spec = fixture.processStore;
+        if (!spec) ctx.skip();
+        await queued(msg());
+        for (let round = 0; round < 2; round++) {
+          const [p1, p2] = await Promise.all([
+            runStoreChild(spec!, ['open', 'dora', `p1r${round}`]),
+            runStoreChild(spec!, ['open', 'dora', `p2r${round}`]),
+          ]);
+          expect(p1).toEqual([expect.objectContaining({ opened: true, status: 'queued' })]);
+          expect(p2).toEqual([expect.objectContaining({ opened: true, status: 'queued' })]);
+        }
+        expect(await store.queueLength('dora')).toBe(4);
+      });
+
+      it('acceptance order across two OS processes: distinct seqs, earlier-resolved lower, nothing lost', async (ctx) => {
+        const spec = fixture.processStore;
+        if (!spec) ctx.skip();
+        const [p1, p2] = (await Promise.all([
+          runStoreChild(spec!, ['enqueue', 'carol', 'p1', '40']),
+          runStoreChild(spec!, ['enqueue', 'carol', 'p2', '40']),
+        ])) as Array<Array<{ id: string; status: string; seq: number; start: number; end: number }>>;
+        const all = [...p1!, ...p2!];
+        expect(all.filter((r) => r.status === 'queued')).toHaveLength(80);
+        expect(new Set(all.map((r) => r.seq)).size).toBe(80);
+        for (const run of [p1!, p2!]) expectIncreasing(run.map((r) => r.seq));
+        // By the machine's clock, with a millisecond to spare for clock reads in two processes.
+        for (const x of p1!) {
+          for (const y of p2!) {
+            if (x.end + 1 < y.start) expect(x.seq).toBeLessThan(y.seq);
+            if (y.end + 1 < x.start) expect(y.seq).toBeLessThan(x.seq);
+          }
+        }
+        const fetched = await fetchAll('carol');
+        expect(fetched.map((m) => m.id)).toEqual([...all].sort((a, b) => a.seq - b.seq).map((r) => r.id));
+      });
+    });
+
     describe('persistence', () => {
       it('keeps accounts, sessions and queued messages across close and reopen', async (ctx) => {
         if (!fixture.reopen) ctx.skip();
@@ -623,6 +740,137 @@ export function defineStoreContract(label: string, makeStore: () => Promise<Stor
         expect(await queued(msg())).toBeGreaterThan(seq);
       });
     });
+
+    // Port additions of issue 9, kept in their own block so they merge apart from changes to the cases above.
+    describe('enqueueBatch (requeue of accepted messages)', () => {
+      it('appends in the given order after what is queued, as one call', async () => {
+        const first = await queued(msg());
+        const batch = Array.from({ length: 50 }, (_, i) => msg({ fromKey: i % 2 ? 'alice' : 'carol' }));
+        const results = await store.enqueueBatch('bob', batch);
+        expect(results.map((r) => r.status)).toEqual(batch.map(() => 'queued'));
+        const seqs = results.map((r) => (r.status === 'queued' ? r.seq : -1));
+        expect(seqs[0]).toBeGreaterThan(first);
+        expectIncreasing(seqs);
+        const all = await fetchAll('bob');
+        expect(all.map((m) => m.id)).toEqual([all[0]!.id, ...batch.map((m) => m.id)]);
+        expect(await store.queueLength('bob')).toBe(51);
+      });
+
+      it('is never refused for the cap, and counts toward it afterwards', async () => {
+        await queued(msg(), 2);
+        const results = await store.enqueueBatch('bob', [msg(), msg(), msg()]);
+        expect(results.every((r) => r.status === 'queued')).toBe(true);
+        expect(await store.queueLength('bob')).toBe(4);
+        expect(await store.enqueue(msg(), 4)).toEqual({ status: 'full' });
+      });
+
+      it('skips a (fromKey, id) already queued, reporting it as duplicate with its seq, and keeps the rest', async () => {
+        const m = msg();
+        const seq = await queued(m);
+        const fresh = msg();
+        const results = await store.enqueueBatch('bob', [{ ...m, text: 'again' }, fresh]);
+        expect(results[0]).toEqual({ status: 'duplicate', seq });
+        expect(results[1]!.status).toBe('queued');
+        expect((await fetchAll('bob')).map((q) => q.id)).toEqual([m.id, fresh.id]);
+      });
+
+      it('an empty batch writes nothing', async () => {
+        expect(await store.enqueueBatch('bob', [])).toEqual([]);
+        expect(await store.queueLength('bob')).toBe(0);
+      });
+
+      it('a (fromKey, id) repeated within one batch is queued once; the repeat answers duplicate with its seq', async () => {
+        const m = msg();
+        const other = msg({ fromKey: 'carol' });
+        const results = await store.enqueueBatch('bob', [m, other, { ...m, text: 'again' }]);
+        expect(results[0]!.status).toBe('queued');
+        expect(results[1]!.status).toBe('queued');
+        const seq = results[0]!.status === 'queued' ? results[0]!.seq : -1;
+        expect(results[2]).toEqual({ status: 'duplicate', seq });
+        expect(await fetchAll('bob')).toEqual([
+          { ...m, seq },
+          { ...other, seq: (results[1] as { seq: number }).seq },
+        ]);
+      });
+
+      it('concurrent batches and enqueues to one recipient: each batch keeps its order, every message is queued exactly once', async () => {
+        await queued(msg());
+        const senders = ['alice', 'carol', 'dave'];
+        const batches = Array.from({ length: 6 }, (_, b) =>
+          Array.from({ length: 40 }, (_, i) => msg({ fromKey: senders[(b + i) % senders.length]! })),
+        );
+        // The same messages put back twice at once (as two nodes could): each must still be queued once.
+        batches[4]!.splice(10, 0, ...batches[0]!.slice(5, 15));
+        batches[5]!.push(...batches[1]!.slice(30));
+        const singles = Array.from({ length: 20 }, () => msg({ fromKey: 'erin' }));
+        const [batchResults, singleResults] = await Promise.all([
+          Promise.all(batches.map((b) => store.enqueueBatch('bob', b))),
+          Promise.all(singles.map((m) => store.enqueue(m, NO_CAP))),
+        ]);
+
+        const all = await fetchAll('bob');
+        const distinct = new Map([...batches.flat(), ...singles].map((m) => [m.id, m]));
+        expect(all).toHaveLength(distinct.size + 1);
+        expect(new Set(all.map((m) => m.id)).size).toBe(all.length);
+        expect(await store.queueLength('bob')).toBe(all.length);
+        const stored = new Map(all.map((m) => [m.id, m]));
+        for (const m of distinct.values()) expect(stored.get(m.id)).toEqual({ ...m, seq: stored.get(m.id)!.seq });
+
+        // Every answer names the seq the message is stored under; what a batch itself queued is in its order.
+        for (const [b, batch] of batches.entries()) {
+          const results = batchResults[b]!;
+          expect(results).toHaveLength(batch.length);
+          const own: number[] = [];
+          for (const [i, r] of results.entries()) {
+            expect(r.status).not.toBe('full');
+            const seq = (r as { seq: number }).seq;
+            expect(seq).toBe(stored.get(batch[i]!.id)!.seq);
+            if (r.status === 'queued') own.push(seq);
+          }
+          expectIncreasing(own);
+        }
+        const repeated = new Set([...batches[0]!.slice(5, 15), ...batches[1]!.slice(30)].map((m) => m.id));
+        const queuedAnswers = batchResults.flat().filter((r) => r.status === 'queued').length;
+        expect(queuedAnswers).toBe(distinct.size - singles.length);
+        expect(batches.flat().filter((m) => repeated.has(m.id))).toHaveLength(2 * repeated.size);
+        for (const r of singleResults) expect(r.status).toBe('queued');
+      });
+    });
+
+    describe('putReceipts / takeReceipts (receipts for an offline sender)', () => {
+      it('keeps receipts per sender, once per id, and hands them back oldest first exactly once', async () => {
+        await store.putReceipts('alice', [{ id: 'm2', to: 'Bob', at: T0 + 2 }, { id: 'm1', to: 'Bob', at: T0 + 1 }]);
+        await store.putReceipts('alice', [{ id: 'm1', to: 'Bob', at: T0 + 1 }]);
+        await store.putReceipts('carol', [{ id: 'c1', to: 'Bob', at: T0 }]);
+        expect(await store.takeReceipts('alice', 100)).toEqual([{ id: 'm1', to: 'Bob', at: T0 + 1 }, { id: 'm2', to: 'Bob', at: T0 + 2 }]);
+        expect(await store.takeReceipts('alice', 100)).toEqual([]);
+        expect(await store.takeReceipts('carol', 100)).toEqual([{ id: 'c1', to: 'Bob', at: T0 }]);
+      });
+
+      it('survives a reopen', async () => {
+        if (!fixture.reopen) return;
+        await store.putReceipts('alice', [{ id: 'm1', to: 'Bob', at: T0 }]);
+        await store.close();
+        store = await fixture.reopen();
+        expect(await store.takeReceipts('alice', 100)).toEqual([{ id: 'm1', to: 'Bob', at: T0 }]);
+      });
+    });
+
+    describe('claimSkeleton (look-alike names)', () => {
+      it('the first claim wins; the same key may claim again; another key learns the holder', async () => {
+        expect(await store.claimSkeleton('bob', 'bob')).toBe('bob');
+        expect(await store.claimSkeleton('bob', 'bob')).toBe('bob');
+        expect(await store.claimSkeleton('bob', 'bоb')).toBe('bob');
+        expect(await store.claimSkeleton('rnary', 'rnary')).toBe('rnary');
+      });
+
+      it('racing claims of one skeleton for different keys agree on one holder', async () => {
+        const keys = Array.from({ length: 8 }, (_, i) => `k${i}`);
+        const holders = await Promise.all(keys.map((k) => store.claimSkeleton('same', k)));
+        expect(new Set(holders).size).toBe(1);
+        expect(keys).toContain(holders[0]);
+      });
+    });
   });
 }
 
@@ -646,4 +894,92 @@ export async function reopenableStore<S extends Store>(make: () => S, dispose: (
       await dispose();
     },
   };
+}
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Runs test/support/store-child.ts with `args` and resolves with its JSON lines once it exits 0. */
+function runStoreChild(spec: ProcessStoreSpec, args: string[]): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/store-child.ts', ...args], {
+      cwd: ROOT,
+      // Only what the child needs: it must not pick up a MONGODB_URI or anything else from the test's env.
+      env: { PATH: process.env.PATH ?? '', PARLEY_STORE: JSON.stringify(spec) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines: unknown[] = [];
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    createInterface({ input: child.stdout }).on('line', (line) => lines.push(JSON.parse(line)));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(lines) : reject(new Error(`store child exited ${code}: ${stderr}`))));
+  });
+}
+
+/**
+ * The account-changes part of the contract (change password, end other sessions, delete an account with its
+ * queue), registered next to the main suite by each adapter's test file with the same factory.
+ */
+export function defineAccountChangesContract(label: string, makeStore: () => Promise<StoreFixture>): void {
+  describe(`Store contract, account changes: ${label}`, () => {
+    let fixture: StoreFixture;
+    let store: Store;
+    beforeEach(async () => {
+      fixture = await makeStore();
+      store = fixture.store;
+    });
+    afterEach(() => fixture.cleanup());
+
+    const account = (key: string): Account => ({ key, name: key, passwordHash: `hash-of-${key}`, created: T0 });
+    const session = (label: string, key: string): SessionRecord => ({ tokenHash: tokenHash(label), key, name: key, created: T0, expires: T0 + 86_400_000 });
+    const message = (to: string, id: string): NewQueuedMessage => ({ to, from: 'carol', fromKey: 'carol', id, text: `text ${id}`, ts: T0 });
+
+    it('setPassword replaces the hash of an existing account only', async () => {
+      await store.createAccount(account('alice'));
+      expect(await store.setPassword('alice', 'new-hash')).toBe(true);
+      expect(await store.getAccount('alice')).toEqual({ ...account('alice'), passwordHash: 'new-hash' });
+      expect(await store.setPassword('nobody', 'x')).toBe(false);
+      expect(await store.getAccount('nobody')).toBeNull();
+    });
+
+    it('deleteSessionsOf deletes every session of a name but the one kept, and no one else\'s', async () => {
+      for (const [l, k] of [['a1', 'alice'], ['a2', 'alice'], ['a3', 'alice'], ['b1', 'bob']] as const) await store.putSession(session(l, k));
+      expect((await store.deleteSessionsOf('alice', tokenHash('a2'))).sort()).toEqual([tokenHash('a1'), tokenHash('a3')].sort());
+      expect(await store.getSession(tokenHash('a1'))).toBeNull();
+      expect(await store.getSession(tokenHash('a3'))).toBeNull();
+      expect(await store.getSession(tokenHash('a2'))).toEqual(session('a2', 'alice'));
+      expect(await store.getSession(tokenHash('b1'))).toEqual(session('b1', 'bob'));
+      expect(await store.deleteSessionsOf('alice')).toEqual([tokenHash('a2')]);
+      expect(await store.getSession(tokenHash('a2'))).toBeNull();
+      expect(await store.deleteSessionsOf('alice')).toEqual([]);
+      // A deleted session is gone from the expiry purge too (nothing left to purge for alice).
+      expect(await store.purgeExpiredSessions(T0 + 2 * 86_400_000)).toBe(1); // bob's
+    });
+
+    it('deleteAccount removes the account, its sessions and its queue, and leaves others alone', async () => {
+      await store.createAccount(account('alice'));
+      await store.createAccount(account('bob'));
+      await store.putSession(session('a1', 'alice'));
+      await store.putSession(session('b1', 'bob'));
+      for (const id of ['m1', 'm2', 'm3']) expect((await store.enqueue(message('alice', id), NO_CAP)).status).toBe('queued');
+      expect((await store.enqueue(message('bob', 'm4'), NO_CAP)).status).toBe('queued');
+
+      expect(await store.deleteAccount('alice')).toBe(true);
+      expect(await store.getAccount('alice')).toBeNull();
+      expect(await store.getSession(tokenHash('a1'))).toBeNull();
+      expect(await store.queueLength('alice')).toBe(0);
+      expect(await store.fetchQueue('alice', -1, 10, 0)).toEqual([]);
+      expect(await store.findQueued('carol', 'm1')).toBeNull();
+      expect(await store.getAccount('bob')).not.toBeNull();
+      expect(await store.getSession(tokenHash('b1'))).not.toBeNull();
+      expect(await store.queueLength('bob')).toBe(1);
+      expect(await store.deleteAccount('alice')).toBe(false);
+
+      // The name can be registered again, and its new queue works (and starts within the cap).
+      expect(await store.createAccount(account('alice'))).toBe(true);
+      expect((await store.enqueue(message('alice', 'm1'), 1)).status).toBe('queued');
+      expect((await store.enqueue(message('alice', 'm5'), 1)).status).toBe('full');
+      expect((await store.fetchQueue('alice', -1, 10, 0)).map((m) => m.id)).toEqual(['m1']);
+    });
+  });
 }

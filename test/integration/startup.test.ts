@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
+import { baseEnv } from '../support/child.ts';
 import { Harness } from '../support/harness.ts';
 
 const h = new Harness();
@@ -9,7 +10,8 @@ afterEach(() => h.cleanup());
 function run(env: Record<string, string>, args: string[] = []): Promise<{ code: number | null; out: string }> {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', ...args], {
     cwd: new URL('../..', import.meta.url).pathname,
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', DATA_DIR: h.tempDir(), ...env },
+    // Only what the test gives: under MONGODB_URI the server would otherwise ignore DATA_DIR and start.
+    env: { ...baseEnv(), PORT: '0', LOG_LEVEL: 'info', DATA_DIR: h.tempDir(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -13,14 +13,31 @@ export interface ChildServer {
   /** Log lines (parsed JSON) seen so far. */
   logs: Array<Record<string, unknown>>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Resident set size of the server process, in bytes (from /proc). */
+  /** Resident set size of the server process, in bytes (from /proc); 0 once it has exited. */
   rss(): number;
+  /** What the process wrote to stderr so far (a crash's stack, for instance). */
+  stderr(): string;
 }
 
+/** What any Node process needs from the environment to run at all; nothing that configures Parley. */
+export function baseEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ']) {
+    const value = process.env[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * Starts `server/main.ts` with `env` on top of {@link baseEnv} and test defaults (port 0, cheap scrypt).
+ * A test that wants MongoDB passes MONGODB_URI itself (from `Harness.storeEnv()`).
+ */
 export function startChild(env: Record<string, string>): Promise<ChildServer> {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
     cwd: new URL('../..', import.meta.url).pathname,
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', SCRYPT_COST: '10', LOG_LEVEL: 'info', ...env },
+    // Only what the test means to give it: never the test runner's MONGODB_URI, DATA_DIR or other settings.
+    env: { ...baseEnv(), PORT: '0', HOST: '127.0.0.1', SCRYPT_COST: '10', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];
@@ -40,7 +57,16 @@ export function startChild(env: Record<string, string>): Promise<ChildServer> {
         const url = entry.url;
         resolve({
           proc, url, port: Number(new URL(url).port), logs, exited,
-          rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))![1]) * 1024,
+          rss: () => {
+            // An exited (zombie) process has no VmRSS line, and a reaped one no /proc entry.
+            let status = '';
+            try {
+              status = readFileSync(`/proc/${proc.pid}/status`, 'utf8');
+            } catch { /* gone */ }
+            const m = /VmRSS:\s+(\d+) kB/.exec(status);
+            return m ? Number(m[1]) * 1024 : 0;
+          },
+          stderr: () => stderr,
         });
       }
     });

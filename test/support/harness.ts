@@ -13,13 +13,14 @@ import { startServer, type RunningServer } from '../../server/app.ts';
 import { loadConfig, type Config } from '../../server/config.ts';
 import { createLogger } from '../../server/core/logger.ts';
 import type { Store } from '../../server/core/store.ts';
-import { startMongoStandin, type MongoStandin } from './mongo-standin.ts';
+import { MongoClient } from 'mongodb';
+import { startMongoStandin, type MongoStandin, type MongoStandinOptions } from './mongo-standin.ts';
 
 export const PASSWORD = 'correct horse battery';
 
-/** Config for tests: port 0, a temp data dir, cheap scrypt, quiet logs. Overrides use env names. */
+/** Config for tests: port 0, a temp data dir, cheap scrypt, quiet logs, registration unthrottled (tests make many accounts from one address). Overrides use env names. */
 export function testConfig(dataDir: string, env: Record<string, string> = {}): Readonly<Config> {
-  return loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, SCRYPT_COST: '10', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', CLIENT_DIR: join(dataDir, 'no-client'), ...env }, []);
+  return loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, SCRYPT_COST: '10', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', REGISTRATIONS_PER_MINUTE: '1000000', CLIENT_DIR: join(dataDir, 'no-client'), ...env }, []);
 }
 
 /**
@@ -31,25 +32,52 @@ export type StoreKind = (typeof STORE_KINDS)[number];
 
 let dbCounter = 0;
 
+/** A database name no other test (nor an earlier run on the same server) uses. */
+export function freshDbName(): string {
+  return `parley_test_${process.pid}_${++dbCounter}_${Math.random().toString(36).slice(2, 8)}`;
+}
+
+export interface HarnessOptions {
+  /**
+   * For a `mongodb` harness on the stand-in: its options (fault modes, `delayMs` to make the store many times
+   * slower). Setting this makes the harness use its own stand-in even when MONGODB_URI is set.
+   */
+  standin?: MongoStandinOptions;
+}
+
 export class Harness {
   readonly dirs: string[] = [];
   private standin: MongoStandin | undefined;
+  /** Every database this harness handed out, with the server it lives on: dropped by cleanup(). */
+  private readonly databases: Array<{ uri: string; dbName: string }> = [];
 
-  constructor(readonly storeKind: StoreKind = 'embedded') {}
+  constructor(
+    readonly storeKind: StoreKind = 'embedded',
+    private readonly options: HarnessOptions = {},
+  ) {}
 
-  /** Env that points a server at this harness's store: nothing for embedded, a fresh database for MongoDB. */
-  async storeEnv(dbName = `parley_test_${process.pid}_${++dbCounter}`): Promise<Record<string, string>> {
+  /**
+   * Env that points a server at this harness's store: nothing for embedded, a fresh database for MongoDB
+   * (MONGODB_URI when set, else a stand-in). Call it once and pass the result to every server that must share
+   * one database.
+   */
+  async storeEnv(): Promise<Record<string, string>> {
     if (this.storeKind === 'embedded') return {};
-    if (process.env.MONGODB_URI) return { MONGODB_URI: process.env.MONGODB_URI, MONGODB_DB: dbName };
-    this.standin ??= await startMongoStandin();
-    return { MONGODB_URI: this.standin.uri, MONGODB_DB: dbName };
+    const dbName = freshDbName();
+    const uri = process.env.MONGODB_URI && !this.options.standin ? process.env.MONGODB_URI : (await this.ownStandin()).uri;
+    this.databases.push({ uri, dbName });
+    return { MONGODB_URI: uri, MONGODB_DB: dbName };
+  }
+
+  private async ownStandin(): Promise<MongoStandin> {
+    this.standin ??= await startMongoStandin(this.options.standin);
+    return this.standin;
   }
 
   /** The stand-in behind a `mongodb` harness (to stop and restart it in outage tests). */
   async mongo(): Promise<MongoStandin> {
-    await this.storeEnv();
-    if (!this.standin) throw new Error('outage tests need the stand-in (unset MONGODB_URI)');
-    return this.standin;
+    if (process.env.MONGODB_URI && !this.options.standin) throw new Error('outage tests need the stand-in (unset MONGODB_URI)');
+    return this.ownStandin();
   }
   readonly servers: RunningServer[] = [];
   readonly clients: ParleyClient[] = [];
@@ -107,8 +135,26 @@ export class Harness {
     for (const ws of this.sockets.splice(0)) ws.terminate();
     await Promise.all(this.servers.splice(0).map((s) => s.stop().catch(() => undefined)));
     for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    await this.dropDatabases();
     await this.standin?.close();
     this.standin = undefined;
+  }
+
+  /** Drops every database handed out, so a run against a real server leaves nothing behind. */
+  private async dropDatabases(): Promise<void> {
+    const byUri = new Map<string, string[]>();
+    for (const { uri, dbName } of this.databases.splice(0)) byUri.set(uri, [...(byUri.get(uri) ?? []), dbName]);
+    for (const [uri, names] of byUri) {
+      // A stand-in stopped by an outage test is started again first: its data must not outlive the test either.
+      if (this.standin && uri === this.standin.uri && !this.standin.running) await this.standin.start();
+      const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5000 });
+      try {
+        await client.connect();
+        for (const name of names) await client.db(name).dropDatabase();
+      } finally {
+        await client.close();
+      }
+    }
   }
 }
 

@@ -9,6 +9,8 @@
  */
 import { prepare } from '../../client/media/prepare.ts';
 import { createPlayer, type PlayerMode, type PlayerStats } from '../../client/media/player.ts';
+import { openFileStore } from '../../client/media/file-store.ts';
+import { playerBytes, playerContainer } from './player-bytes.ts';
 
 export interface PrepareReport {
   container: string;
@@ -92,21 +94,25 @@ async function fetchBlob(url: string): Promise<Blob> {
 }
 
 async function prepareReport(url: string): Promise<PrepareReport> {
-  const p = await prepare(await fetchBlob(url));
+  const blob = await fetchBlob(url);
+  const p = await prepare(blob);
   const parts: Uint8Array[] = [];
   let largestChunk = 0;
-  for await (const c of p.chunks()) {
+  for await (const c of playerBytes(blob, p, 256 * 1024)) {
     parts.push(c.slice());
     largestChunk = Math.max(largestChunk, c.length);
   }
   return {
-    container: p.container, mime: p.mime, size: p.size, remuxed: p.remuxed,
+    container: p.container, mime: p.mime, size: p.size, remuxed: p.container === 'mp4',
     produced: parts.reduce((n, c) => n + c.length, 0), largestChunk, sha256: await sha256(parts),
   };
 }
 
 async function play(c: PlayCase): Promise<PlayReport> {
-  const prepared = await prepare(await fetchBlob(c.url), { chunkBytes: c.pieceBytes });
+  const blob = await fetchBlob(c.url);
+  const prepared = await prepare(blob);
+  let playedSize = 0;
+  for await (const b of playerBytes(blob, prepared, c.pieceBytes)) playedSize += b.length;
   const video = document.createElement('video');
   video.muted = true;
   video.playsInline = true;
@@ -115,14 +121,14 @@ async function play(c: PlayCase): Promise<PlayReport> {
   document.body.append(video);
 
   const mime = c.mime ?? prepared.mime;
-  const container = c.container ?? prepared.container;
+  const container = c.container ?? playerContainer(prepared);
   const player = createPlayer({
-    video, mime, container, size: prepared.size, memoryCapBytes: c.memoryCapBytes,
+    video, mime, container, size: playedSize, memoryCapBytes: c.memoryCapBytes,
     ...(c.keepBehindSeconds !== undefined ? { keepBehindSeconds: c.keepBehindSeconds } : {}),
     ...(c.maxAheadSeconds !== undefined ? { maxAheadSeconds: c.maxAheadSeconds } : {}),
   });
   const report: PlayReport = {
-    mime, container, size: prepared.size, pushes: 0, mode: player.mode, finalMode: player.mode,
+    mime, container, size: playedSize, pushes: 0, mode: player.mode, finalMode: player.mode,
     fallbacks: [], ended: false, endTime: 0, duration: NaN, maxBufferedSpan: 0, maxBufferedStart: 0,
     waiting: [], errors: [], stats: player.stats(),
   };
@@ -150,10 +156,10 @@ async function play(c: PlayCase): Promise<PlayReport> {
     report.maxBufferedStart = Math.max(report.maxBufferedStart, b.start(0));
   }, 50);
 
-  const pieces = Math.max(1, Math.ceil(prepared.size / c.pieceBytes));
+  const pieces = Math.max(1, Math.ceil(playedSize / c.pieceBytes));
   const delay = c.deliveryMs / pieces;
   // Look one piece ahead, so we know which piece is the last before pushing it.
-  const it = prepared.chunks()[Symbol.asyncIterator]();
+  const it = playerBytes(blob, prepared, c.pieceBytes)[Symbol.asyncIterator]();
   let next = await it.next();
   while (!next.done) {
     const piece = next.value;
@@ -179,10 +185,44 @@ async function play(c: PlayCase): Promise<PlayReport> {
   return report;
 }
 
+export interface DiskRaceReport {
+  where: string;
+  /** Each read made around complete(): 'ok', 'wrong bytes', 'failed: …' or 'no answer' (after 5 s). */
+  reads: string[];
+  wholeOk: boolean;
+}
+
+/**
+ * The recipient's race at the end of a transfer: the file store completes (its disk worker closes the file and
+ * stops) while the re-mux is still reading. Reads made just before, at the same moment as, and after
+ * complete() must all be answered with the right bytes.
+ */
+async function diskRace(size: number): Promise<DiskRaceReport> {
+  const file = new Uint8Array(size).map((_, i) => (i * 31) % 253);
+  const store = await openFileStore(size, { memoryCapBytes: 0 });
+  for (let at = 0; at < size; at += 65536) await store.write(at, file.subarray(at, Math.min(size, at + 65536)));
+  const check = (p: Promise<Uint8Array>, start: number, end: number): Promise<string> => Promise.race([
+    p.then((b) => (b.length === end - start && b.every((v, i) => v === file[start + i]) ? 'ok' : 'wrong bytes'), (e: unknown) => `failed: ${String(e)}`),
+    new Promise<string>((r) => setTimeout(() => r('no answer'), 5000)),
+  ]);
+  const before = check(store.read(0, 1000), 0, 1000);
+  const whole = store.complete('application/octet-stream');
+  const same = check(store.read(1000, 70000), 1000, 70000);
+  await new Promise((r) => setTimeout(r, 0));
+  const soon = check(store.read(5, 9), 5, 9);
+  const blob = await whole;
+  const after = check(store.read(size - 100, size), size - 100, size);
+  const reads = await Promise.all([before, same, soon, after]);
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  const wholeOk = bytes.length === size && bytes.every((v, i) => v === file[i]);
+  store.discard('done');
+  return { where: store.where, reads, wholeOk };
+}
+
 declare global {
   interface Window {
-    mediaHarness: { prepareReport: typeof prepareReport; play: typeof play };
+    mediaHarness: { prepareReport: typeof prepareReport; play: typeof play; diskRace: typeof diskRace };
   }
 }
 
-window.mediaHarness = { prepareReport, play };
+window.mediaHarness = { prepareReport, play, diskRace };

@@ -12,12 +12,14 @@
  * hello / isMaster, ping, buildInfo, endSessions, insert, find / getMore / killCursors (real cursors with
  * batchSize), update (operators, replacement, pipeline, upsert with $setOnInsert), delete, findAndModify,
  * count, distinct, aggregate, createIndexes (unique, compound, sparse, partialFilterExpression, TTL spec kept),
- * listIndexes, dropIndexes, create, listCollections, drop, dropDatabase. Filters, update operators, sort,
+ * listIndexes, dropIndexes, create, listCollections, drop, listDatabases, dropDatabase. Filters, update operators, sort,
  * projection and aggregation pipelines are evaluated by `mingo`; (de)serialisation is the `bson` package.
  * Unknown commands get `ok: 0` with code 59 (CommandNotFound), as a real server answers.
  *
  * For outage tests it can be stopped (listener closed, every open socket destroyed mid-conversation) and
  * started again on the same port, keeping its data or losing it, as the caller chooses.
+ * `refuse(collection)` makes every command on one collection fail (code 1) until it is called with `null`;
+ * `loseReplyOnce(command, collection)` carries out the next such command and closes its connection unanswered.
  *
  * What it does NOT model (do not write tests that rely on these behaving like MongoDB):
  * - durability: data lives in this process's memory only; `start({ wipe: true })` imitates a lost disk;
@@ -25,17 +27,40 @@
  *   causal consistency, read / write concern (accepted and ignored; every write is "acknowledged");
  * - replication, sharding, change streams, the streaming (awaitable) hello protocol (it never sends a
  *   topologyVersion, so the driver polls), compression (OP_COMPRESSED closes the connection), auth / TLS;
- * - the TTL monitor: TTL indexes are stored and listed but documents never expire by themselves. With
- *   `rejectTtlIndexes` it refuses `expireAfterSeconds` the way FerretDB 1.x did;
- * - concurrency: every command runs to completion before the next one starts, so each command is atomic,
- *   which is STRONGER than MongoDB (per-document atomicity only). Races between documents that MongoDB allows
- *   cannot happen here; races between commands (the ones an adapter must handle) still do;
- * - multikey (array) index keys, collation, text / geo / hashed / wildcard indexes, index use by the planner
- *   (it narrows candidates by equality on an index's first field, otherwise scans), explain, hints;
+ * - the TTL monitor: TTL indexes are stored and listed but documents never expire by themselves;
+ * - concurrency: in the plain mode every command runs to completion before the next one starts, so each
+ *   command is atomic, which is STRONGER than MongoDB (per-document atomicity only). Races between documents
+ *   that MongoDB allows cannot happen here; races between commands (the ones an adapter must handle) still do.
+ *   The `racy-updates` fault makes it WEAKER than MongoDB, as some wire-compatible servers are;
+ * - multikey (array) index keys, collation, text / geo / hashed / wildcard indexes, most index use by the
+ *   planner (it narrows candidates by equality on an index's first field, and reads a compound index in order
+ *   for a limited query bound on its first field and ranged and sorted on a numeric second field; otherwise it
+ *   scans), explain, hints;
  * - numeric BSON types: int32, int64 and double all become JS numbers, so `$type` checks and type-exact
  *   round trips differ; the 16 MiB reply limit and maxTimeMS are not enforced.
+ *
+ * Fault modes (`faults` option, chosen per test; each imitates what FerretDB 1.24 over PostgreSQL did, see
+ * issue 10). None is on by default.
+ * - `racy-updates`: `update` and `findAndModify` read the matching documents, yield to other connections, then
+ *   write what they computed from that read. Concurrent `$inc` on one document lose increments and two
+ *   conditional updates can both match the same state. Unique indexes are still checked at write time, so an
+ *   insert (or an upsert's insert) that collides still fails with 11000: the only arbiter such servers offer.
+ * - `bare-duplicate-key`: duplicate-key errors carry code 11000 and a message, but no `keyPattern` or
+ *   `keyValue` and no index name in the message.
+ * - `no-ttl-indexes`: `createIndexes` with `expireAfterSeconds` is refused with code 238 (NotImplemented).
+ * - `close-on-existing-indexes`: `createIndexes` given more than one spec, at least one of which already
+ *   exists, closes the connection without a reply.
+ *
+ * `delayMs` adds that much latency before each command is served (replies stay in order per connection), to
+ * run tests on a store many times slower than the in-memory one and check none depends on store speed.
+ *
+ * As a separate process (so `MONGODB_URI` can point at it):
+ *   node --import tsx test/support/mongo-standin.ts [--port N] [--faults a,b] [--delay-ms N]
+ * prints `{"uri":"mongodb://127.0.0.1:N"}` on one stdout line once listening, then `{"created":"<db>"}` each time
+ * a database is first created, and runs until SIGTERM / SIGINT.
  */
 import net from 'node:net';
+import { pathToFileURL } from 'node:url';
 import { EJSON, Long, ObjectId, deserialize, serialize, type Document } from 'bson';
 import { Query, aggregate as mingoAggregate, find as mingoFind, updateOne as mingoUpdateOne } from 'mingo';
 
@@ -43,9 +68,17 @@ import { Query, aggregate as mingoAggregate, find as mingoFind, updateOne as min
 export interface MongoStandinOptions {
   /** Port to listen on; 0 (default) picks a free one, which is then kept across restarts. */
   port?: number;
-  /** Refuse `createIndexes` with `expireAfterSeconds`, as FerretDB 1.x did (code 238, NotImplemented). */
-  rejectTtlIndexes?: boolean;
+  /** Fault modes to turn on (see the header). */
+  faults?: readonly StandinFault[];
+  /** Latency added before each command is served, in ms. Default 0. */
+  delayMs?: number;
+  /** Called with a database's name when a command first creates it (to audit what a test run made). */
+  onDatabaseCreated?: (name: string) => void;
 }
+
+/** The fault modes, each described in the header. */
+export const STANDIN_FAULTS = ['racy-updates', 'bare-duplicate-key', 'no-ttl-indexes', 'close-on-existing-indexes'] as const;
+export type StandinFault = (typeof STANDIN_FAULTS)[number];
 
 /** A running stand-in. Every method is safe to call in any state. */
 export interface MongoStandin {
@@ -69,11 +102,28 @@ export interface MongoStandin {
   commandCounts(): ReadonlyMap<string, number>;
   /** Copies of the documents of one collection in natural order, for white-box assertions. */
   documents(db: string, collection: string): Document[];
+  /**
+   * While set, every command on a collection of that name fails with code 1 (InternalError), as a server with a
+   * broken table would answer; `null` serves it again. Other collections are served as usual.
+   */
+  refuse(collection: string | null): void;
+  /** Commands refused so far (see `refuse`). */
+  readonly refusals: number;
+  /**
+   * The next `command` (e.g. `insert`) on `collection` is carried out, then its connection is closed instead of
+   * answered: the write landed, the client sees a network error (as when a server or the network fails between
+   * the two).
+   */
+  loseReplyOnce(command: string, collection: string): void;
 }
 
 /** Starts a stand-in on 127.0.0.1. */
 export async function startMongoStandin(options: MongoStandinOptions = {}): Promise<MongoStandin> {
-  const engine = new Engine({ rejectTtlIndexes: options.rejectTtlIndexes ?? false });
+  for (const fault of options.faults ?? []) {
+    if (!STANDIN_FAULTS.includes(fault)) throw new Error(`stand-in: unknown fault mode ${String(fault)}`);
+  }
+  const engine = new Engine(new Set(options.faults ?? []), options.onDatabaseCreated ?? (() => undefined));
+  const delayMs = options.delayMs ?? 0;
   const host = '127.0.0.1';
   const sockets = new Set<net.Socket>();
   const counts = new Map<string, number>();
@@ -85,7 +135,7 @@ export async function startMongoStandin(options: MongoStandinOptions = {}): Prom
     const srv = net.createServer((socket) => {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
-      new WireConnection(socket, engine, nextConnectionId++, counts);
+      new WireConnection(socket, engine, nextConnectionId++, counts, delayMs);
     });
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
@@ -142,6 +192,15 @@ export async function startMongoStandin(options: MongoStandinOptions = {}): Prom
     },
     commandCounts: () => new Map(counts),
     documents: (db, collection) => engine.dump(db, collection),
+    refuse: (collection) => {
+      engine.refused = collection;
+    },
+    get refusals() {
+      return engine.refusals;
+    },
+    loseReplyOnce: (command, collection) => {
+      engine.loseReply = { command, collection };
+    },
   };
   return standin;
 }
@@ -170,12 +229,15 @@ let nextRequestId = 1;
 /** One client socket: frames messages, hands commands to the engine, writes replies. */
 class WireConnection {
   private buffered: Buffer = Buffer.alloc(0);
+  /** Messages are served one after another per connection, as a server does, also when serving awaits. */
+  private serving: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly socket: net.Socket,
     private readonly engine: Engine,
     private readonly connectionId: number,
     private readonly counts: Map<string, number>,
+    private readonly delayMs: number,
   ) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -192,35 +254,41 @@ class WireConnection {
         return;
       }
       if (this.buffered.length < length) return;
+      // `buffered` is replaced, never written into, so this view stays valid while it waits its turn.
       const message = this.buffered.subarray(0, length);
       this.buffered = this.buffered.subarray(length);
-      try {
-        this.onMessage(message);
-      } catch {
-        // Unparseable framing: a real server drops the connection too; the driver reports a network error.
-        this.socket.destroy();
-        return;
-      }
-      if (this.socket.destroyed) return;
+      this.serving = this.serving.then(() => this.serve(message));
     }
   }
 
-  private onMessage(message: Buffer): void {
+  private async serve(message: Buffer): Promise<void> {
+    if (this.socket.destroyed) return;
+    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    try {
+      await this.onMessage(message);
+    } catch {
+      // Unparseable framing (or a fault that closes): a real server drops the connection; the driver reports
+      // a network error.
+      this.socket.destroy();
+    }
+  }
+
+  private async onMessage(message: Buffer): Promise<void> {
     const requestId = message.readInt32LE(4);
     const opCode = message.readInt32LE(12);
     const body = message.subarray(HEADER_SIZE);
     if (opCode === OP_MSG) {
       const { flags, command } = parseOpMsg(body);
-      const reply = this.run(command);
-      if ((flags & MSG_MORE_TO_COME) === 0) this.socket.write(encodeOpMsg(requestId, reply));
+      const reply = await this.run(command);
+      if ((flags & MSG_MORE_TO_COME) === 0 && !this.socket.destroyed) this.socket.write(encodeOpMsg(requestId, reply));
     } else if (opCode === OP_QUERY) {
       const command = parseOpQuery(body);
       const name = commandName(command);
       // Drivers send only the first handshake this way; everything else must use OP_MSG.
       const reply = isHelloName(name)
-        ? this.run(command)
+        ? await this.run(command)
         : errorReply(new CommandError(352, 'UnsupportedOpQueryCommand', `Unsupported OP_QUERY command: ${name}`));
-      this.socket.write(encodeOpReply(requestId, reply));
+      if (!this.socket.destroyed) this.socket.write(encodeOpReply(requestId, reply));
     } else if (opCode === OP_COMPRESSED) {
       throw new Error('compression was not negotiated');
     } else {
@@ -228,12 +296,13 @@ class WireConnection {
     }
   }
 
-  private run(command: Document): Document {
+  private async run(command: Document): Promise<Document> {
     const name = commandName(command);
     this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
     try {
-      return { ...this.engine.run(name, command, this.connectionId), ok: 1 };
+      return { ...(await this.engine.run(name, command, this.connectionId)), ok: 1 };
     } catch (error) {
+      if (error instanceof CloseConnection) throw error;
       return errorReply(error);
     }
   }
@@ -340,6 +409,9 @@ class CommandError extends Error {
   }
 }
 
+/** Thrown by the engine when the connection must be closed without a reply (a fault mode). */
+class CloseConnection extends Error {}
+
 function errorReply(error: unknown): Document {
   if (error instanceof CommandError) {
     return { ok: 0, errmsg: error.message, code: error.code, codeName: error.codeName, ...error.extra };
@@ -349,7 +421,9 @@ function errorReply(error: unknown): Document {
   return { ok: 0, errmsg: message, code: 2, codeName: 'BadValue' };
 }
 
-function duplicateKeyError(ns: string, index: Index, keyValue: Document): CommandError {
+/** `bare`: the `bare-duplicate-key` fault, errors without key details. */
+function duplicateKeyError(ns: string, index: Index, keyValue: Document, bare: boolean): CommandError {
+  if (bare) return new CommandError(11000, 'DuplicateKey', `E11000 duplicate key error collection: ${ns}`);
   const shown = Object.entries(keyValue)
     .map(([field, value]) => `${field}: ${EJSON.stringify(value, { relaxed: true })}`)
     .join(', ');
@@ -452,6 +526,19 @@ function asDocuments(value: unknown, what: string): Document[] {
 
 const ID_INDEX = '_id_';
 
+/** First position in `list` (ascending by value) whose value is >= `value` (> `value` when `strict`). */
+function lowerBound(list: ReadonlyArray<{ value: number }>, value: number, strict: boolean): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = list[mid]!.value;
+    if (v < value || (strict && v === value)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 class Index {
   readonly fields: string[];
   readonly unique: boolean;
@@ -466,6 +553,12 @@ class Index {
   private readonly unbucketed = new Set<string>();
   /** Documents with an array in any key field: while there are any, exact-key lookups could miss matches. */
   private readonly withArrays = new Set<string>();
+  /**
+   * Compound indexes: per value of the first field, the documents ordered by a numeric second field, so a
+   * query bound on the first field and ranged and sorted on the second reads only what it returns (as a
+   * B-tree serves `{ to, seq: { $gt } }` sorted by seq). Turned off for good once a second field is not a number.
+   */
+  private ordered: Map<string, Array<{ value: number; id: string }>> | null;
 
   constructor(
     readonly name: string,
@@ -479,7 +572,57 @@ class Index {
     this.expireAfterSeconds = typeof spec['expireAfterSeconds'] === 'number' ? spec['expireAfterSeconds'] : undefined;
     const partial: unknown = spec['partialFilterExpression'];
     this.partial = isPlainObject(partial) ? new Query(partial, {}) : null;
+    this.ordered = this.fields.length >= 2 && this.partial === null && !this.sparse ? new Map() : null;
   }
+
+  private orderedAdd(id: string, doc: Document): void {
+    if (this.ordered === null) return;
+    const value = getPath(doc, this.fields[1]!);
+    if (typeof value !== 'number' || pathHasArray(doc, this.firstField)) {
+      this.ordered = null;
+      return;
+    }
+    const bucketKey = keyOf(getPath(doc, this.firstField));
+    let list = this.ordered.get(bucketKey);
+    if (list === undefined) this.ordered.set(bucketKey, (list = []));
+    // After any equal values: ties keep insertion (natural) order.
+    list.splice(lowerBound(list, value, true), 0, { value, id });
+  }
+
+  private orderedRemove(id: string, doc: Document): void {
+    if (this.ordered === null) return;
+    const value = getPath(doc, this.fields[1]!);
+    const bucketKey = keyOf(getPath(doc, this.firstField));
+    const list = this.ordered.get(bucketKey);
+    if (list === undefined || typeof value !== 'number') return;
+    for (let i = lowerBound(list, value, false); i < list.length && list[i]!.value === value; i++) {
+      if (list[i]!.id === id) {
+        list.splice(i, 1);
+        break;
+      }
+    }
+    if (list.length === 0) this.ordered.delete(bucketKey);
+  }
+
+  /**
+   * _id keys of documents whose first field equals `first`, whose second field is within the bounds, in order
+   * of the second field (`direction` -1: descending). Null when this index cannot answer that.
+   */
+  orderedRange(first: unknown, bounds: { gt?: number; gte?: number; lt?: number; lte?: number }, direction: 1 | -1): Iterable<string> | null {
+    if (this.ordered === null || this.unbucketed.size > 0) return null;
+    const list = this.ordered.get(keyOf(first)) ?? [];
+    let start = 0;
+    let end = list.length;
+    if (bounds.gt !== undefined) start = Math.max(start, lowerBound(list, bounds.gt, true));
+    if (bounds.gte !== undefined) start = Math.max(start, lowerBound(list, bounds.gte, false));
+    if (bounds.lt !== undefined) end = Math.min(end, lowerBound(list, bounds.lt, false));
+    if (bounds.lte !== undefined) end = Math.min(end, lowerBound(list, bounds.lte, true));
+    return (function* () {
+      if (direction === 1) for (let i = start; i < end; i++) yield list[i]!.id;
+      else for (let i = end - 1; i >= start; i--) yield list[i]!.id;
+    })();
+  }
+
 
   get firstField(): string {
     return this.fields[0] ?? '_id';
@@ -500,15 +643,16 @@ class Index {
   }
 
   /** Throws the duplicate-key error a unique index would raise for `doc` (ignoring the document `self`). */
-  check(ns: string, doc: Document, self: string | null): void {
+  check(ns: string, doc: Document, self: string | null, bare: boolean): void {
     if (!this.unique) return;
     const t = this.tuple(doc);
     if (t === null) return;
     const owner = this.entries.get(t.key);
-    if (owner !== undefined && owner !== self) throw duplicateKeyError(ns, this, t.value);
+    if (owner !== undefined && owner !== self) throw duplicateKeyError(ns, this, t.value, bare);
   }
 
   add(id: string, doc: Document): void {
+    this.orderedAdd(id, doc);
     const t = this.tuple(doc);
     if (t !== null && this.unique) this.entries.set(t.key, id);
     if (this.fields.some((field) => pathHasArray(doc, field))) this.withArrays.add(id);
@@ -523,6 +667,7 @@ class Index {
   }
 
   remove(id: string, doc: Document): void {
+    this.orderedRemove(id, doc);
     const t = this.tuple(doc);
     if (t !== null && this.unique && this.entries.get(t.key) === id) this.entries.delete(t.key);
     this.unbucketed.delete(id);
@@ -568,7 +713,10 @@ class Collection {
   readonly indexes = new Map<string, Index>();
   private nextOrd = 0;
 
-  constructor(readonly ns: string) {
+  constructor(
+    readonly ns: string,
+    private readonly bareDuplicateKeys: boolean,
+  ) {
     this.indexes.set(ID_INDEX, new Index(ID_INDEX, { _id: 1 }, {}));
   }
 
@@ -616,6 +764,42 @@ class Collection {
     return { docs: best === null ? this.all() : this.byIds(best), exact: false };
   }
 
+  /**
+   * The first `limit` matches of a query bound by equality on a compound index's first field and sorted by
+   * its (numeric) second field, read in index order: the cost is what is returned, not the bucket's size.
+   * Null when no index has that shape for this query.
+   */
+  orderedRead(filter: Document, sort: Document, limit: number): Document[] | null {
+    const sortKeys = Object.keys(sort);
+    if (limit <= 0 || sortKeys.length !== 1) return null;
+    const sortField = sortKeys[0]!;
+    const direction = sort[sortField] === -1 ? -1 : 1;
+    for (const index of this.indexes.values()) {
+      if (index.fields.length < 2 || index.fields[1] !== sortField) continue;
+      const first = filter[index.firstField];
+      if (first === undefined || isOperatorObject(first) || first instanceof RegExp) continue;
+      const range: unknown = filter[sortField];
+      const bounds: { gt?: number; gte?: number; lt?: number; lte?: number } = {};
+      if (range !== undefined) {
+        if (!isPlainObject(range) || !isOperatorObject(range)) continue;
+        const ops = Object.entries(range);
+        if (!ops.every(([op, v]) => ['$gt', '$gte', '$lt', '$lte'].includes(op) && typeof v === 'number')) continue;
+        for (const [op, v] of ops) bounds[op.slice(1) as keyof typeof bounds] = v as number;
+      }
+      const ids = index.orderedRange(first, bounds, direction);
+      if (ids === null) continue;
+      const query = new Query(filter, {});
+      const out: Document[] = [];
+      for (const id of ids) {
+        const stored = this.docs.get(id);
+        if (stored !== undefined && query.test(stored.doc)) out.push(stored.doc);
+        if (out.length >= limit) break;
+      }
+      return out;
+    }
+    return null;
+  }
+
   private byIds(ids: Iterable<string>): Document[] {
     return [...ids]
       .map((id) => this.docs.get(id))
@@ -637,20 +821,22 @@ class Collection {
   insert(input: Document): Document {
     const doc = '_id' in input ? cloneDoc(input) : { _id: new ObjectId(), ...cloneDoc(input) };
     const id = keyOf(doc['_id']);
-    for (const index of this.indexes.values()) index.check(this.ns, doc, null);
+    for (const index of this.indexes.values()) index.check(this.ns, doc, null, this.bareDuplicateKeys);
     this.docs.set(id, { doc, ord: this.nextOrd++ });
     for (const index of this.indexes.values()) index.add(id, doc);
     return doc;
   }
 
-  replace(old: Document, next: Document): void {
+  /** Replaces a stored document; false (nothing written) when it is no longer stored (a racy write). */
+  replace(old: Document, next: Document): boolean {
     const id = keyOf(old['_id']);
     const stored = this.docs.get(id);
-    if (stored === undefined) throw new Error('stand-in bug: replacing a document that is not stored');
-    for (const index of this.indexes.values()) index.check(this.ns, next, id);
+    if (stored === undefined) return false;
+    for (const index of this.indexes.values()) index.check(this.ns, next, id, this.bareDuplicateKeys);
     for (const index of this.indexes.values()) index.remove(id, stored.doc);
     stored.doc = next;
     for (const index of this.indexes.values()) index.add(id, next);
+    return true;
   }
 
   remove(doc: Document): void {
@@ -665,7 +851,7 @@ class Collection {
   addIndex(index: Index): void {
     const probe = new Index(index.name, index.keyPattern, index.spec);
     for (const [id, stored] of this.docs) {
-      probe.check(this.ns, stored.doc, null);
+      probe.check(this.ns, stored.doc, null, this.bareDuplicateKeys);
       probe.add(id, stored.doc);
     }
     this.indexes.set(index.name, probe);
@@ -679,8 +865,20 @@ class Engine {
   private databases = new Map<string, Database>();
   private readonly cursors = new Map<string, CursorState>();
   private nextCursorId = 1_000_000;
+  /** See MongoStandin.refuse. */
+  refused: string | null = null;
+  refusals = 0;
+  /** See MongoStandin.loseReplyOnce. */
+  loseReply: { command: string; collection: string } | null = null;
 
-  constructor(private readonly options: { rejectTtlIndexes: boolean }) {}
+  constructor(
+    private readonly faults: ReadonlySet<StandinFault>,
+    private readonly onDatabaseCreated: (name: string) => void,
+  ) {}
+
+  private get racy(): boolean {
+    return this.faults.has('racy-updates');
+  }
 
   wipe(): void {
     this.databases = new Map();
@@ -703,14 +901,25 @@ class Engine {
     if (database === undefined) {
       if (!create) return undefined;
       this.databases.set(db, (database = new Map()));
+      this.onDatabaseCreated(db);
     }
     let collection = database.get(name);
-    if (collection === undefined && create) database.set(name, (collection = new Collection(`${db}.${name}`)));
+    if (collection === undefined && create) database.set(name, (collection = new Collection(`${db}.${name}`, this.faults.has('bare-duplicate-key'))));
     return collection;
   }
 
-  run(name: string, command: Document, connectionId: number): Document {
+  run(name: string, command: Document, connectionId: number): Document | Promise<Document> {
     const db = typeof command['$db'] === 'string' ? command['$db'] : 'admin';
+    if (this.loseReply !== null && name === this.loseReply.command && command[name] === this.loseReply.collection) {
+      this.loseReply = null;
+      return Promise.resolve(this.run(name, command, connectionId)).then(() => {
+        throw new CloseConnection(`${name} on ${String(command[name])}: reply lost by the test`);
+      });
+    }
+    if (this.refused !== null && command[name] === this.refused) {
+      this.refusals++;
+      throw new CommandError(1, 'InternalError', `${this.refused}: refused by the test`);
+    }
     switch (name) {
       case 'hello':
       case 'isMaster':
@@ -757,6 +966,11 @@ class Engine {
         return this.listCollections(db, command);
       case 'drop':
         return this.drop(db, command);
+      case 'listDatabases':
+        return {
+          databases: [...this.databases.keys()].map((name) => ({ name, sizeOnDisk: 0, empty: false })),
+          totalSize: 0,
+        };
       case 'dropDatabase':
         this.databases.delete(db);
         return { dropped: db };
@@ -802,7 +1016,7 @@ class Engine {
     return writeErrors.length > 0 ? { n, writeErrors } : { n };
   }
 
-  private update(db: string, command: Document): Document {
+  private async update(db: string, command: Document): Promise<Document> {
     const collection = this.collection(db, command['update'], true)!;
     const updates = asDocuments(command['updates'], 'updates');
     const ordered = command['ordered'] !== false;
@@ -818,13 +1032,12 @@ class Engine {
         const sort = isPlainObject(statement['sort']) ? statement['sort'] : undefined;
         const matched = collection.match(filter, sort);
         const targets = statement['multi'] === true ? matched : matched.slice(0, 1);
+        // racy-updates: read, let other connections run, then write what was computed from the read.
+        if (this.racy) await yieldToOthers();
         for (const doc of targets) {
           const next = applyUpdate(doc, modifier, arrayFilters, false);
           n += 1;
-          if (!sameDoc(doc, next)) {
-            collection.replace(doc, next);
-            nModified += 1;
-          }
+          if (!sameDoc(doc, next) && collection.replace(doc, next)) nModified += 1;
         }
         if (targets.length === 0 && statement['upsert'] === true) {
           const doc = collection.insert(upsertDocument(filter, modifier, arrayFilters));
@@ -858,7 +1071,7 @@ class Engine {
     return { n };
   }
 
-  private findAndModify(db: string, command: Document, name: string): Document {
+  private async findAndModify(db: string, command: Document, name: string): Promise<Document> {
     const collection = this.collection(db, command[name], true)!;
     const filter = asDocument(command['query'], 'query');
     const sort = isPlainObject(command['sort']) ? command['sort'] : undefined;
@@ -868,6 +1081,7 @@ class Engine {
     const project = (doc: Document | null): Document | null =>
       doc === null ? null : fields === undefined ? doc : ((mingoFind([doc], {}, fields).all()[0] as Document) ?? null);
     const [found] = collection.match(filter, sort);
+    if (this.racy) await yieldToOthers();
 
     if (command['remove'] === true) {
       if (found === undefined) return { lastErrorObject: { n: 0 }, value: null };
@@ -896,17 +1110,21 @@ class Engine {
     const collection = this.collection(db, name, false);
     const filter = asDocument(command['filter'], 'filter');
     let docs: Document[] = [];
-    if (collection !== undefined) {
+    const sort = isPlainObject(command['sort']) ? command['sort'] : undefined;
+    const limit = Math.abs(asNumber(command['limit'], 0));
+    const skip = asNumber(command['skip'], 0);
+    const ordered = collection !== undefined && sort !== undefined && skip === 0 ? collection.orderedRead(filter, sort, limit) : null;
+    if (ordered !== null) {
+      docs = isPlainObject(command['projection']) ? (mingoFind(ordered, {}, command['projection']).all() as Document[]) : ordered;
+    } else if (collection !== undefined) {
       const candidates = collection.candidates(filter);
       const cursor = mingoFind(
         candidates.docs,
         candidates.exact ? {} : filter,
         isPlainObject(command['projection']) ? command['projection'] : undefined,
       );
-      if (isPlainObject(command['sort']) && Object.keys(command['sort']).length > 0) cursor.sort(command['sort']);
-      const skip = asNumber(command['skip'], 0);
+      if (sort !== undefined && Object.keys(sort).length > 0) cursor.sort(sort);
       if (skip > 0) cursor.skip(skip);
-      const limit = Math.abs(asNumber(command['limit'], 0));
       if (limit > 0) cursor.limit(limit);
       docs = cursor.all() as Document[];
     }
@@ -993,6 +1211,13 @@ class Engine {
     const existed = this.collection(db, command['createIndexes'], false) !== undefined;
     const collection = this.collection(db, command['createIndexes'], true)!;
     const before = collection.indexes.size;
+    if (
+      this.faults.has('close-on-existing-indexes') &&
+      specs.length > 1 &&
+      specs.some((spec) => typeof spec['name'] === 'string' && collection.indexes.has(spec['name']))
+    ) {
+      throw new CloseConnection('createIndexes with several specs, some existing');
+    }
     for (const spec of specs) {
       const key = spec['key'];
       const name = spec['name'];
@@ -1002,7 +1227,7 @@ class Engine {
       if (typeof name !== 'string' || name.length === 0) {
         throw new CommandError(9, 'FailedToParse', 'The index name must be a non-empty string');
       }
-      if (this.options.rejectTtlIndexes && spec['expireAfterSeconds'] !== undefined) {
+      if (this.faults.has('no-ttl-indexes') && spec['expireAfterSeconds'] !== undefined) {
         // FerretDB 1.x refused the whole command like this; the adapter must fall back to sweeping.
         throw new CommandError(238, 'NotImplemented', 'Index option "expireAfterSeconds" is not implemented yet');
       }
@@ -1085,6 +1310,11 @@ class Engine {
   }
 }
 
+/** Lets every other connection's pending command run (the yield of the `racy-updates` fault). */
+function yieldToOthers(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 function writeError(index: number, error: unknown): Document {
   if (error instanceof CommandError) {
     return { index, code: error.code, codeName: error.codeName, errmsg: error.message, ...error.extra };
@@ -1160,4 +1390,29 @@ function upsertDocument(filter: Document, modifier: unknown, arrayFilters: Docum
     return '_id' in seed && !('_id' in replacement) ? { _id: seed['_id'], ...replacement } : { ...replacement };
   }
   return applyUpdate(seed, modifier, arrayFilters, true);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// As a separate process
+
+async function main(argv: string[]): Promise<void> {
+  const value = (flag: string): string | undefined => {
+    const at = argv.indexOf(flag);
+    return at < 0 ? undefined : argv[at + 1];
+  };
+  const faults = (value('--faults') ?? '').split(',').filter((f) => f.length > 0) as StandinFault[];
+  const standin = await startMongoStandin({
+    port: Number(value('--port') ?? 0),
+    faults,
+    delayMs: Number(value('--delay-ms') ?? 0),
+    onDatabaseCreated: (name) => process.stdout.write(JSON.stringify({ created: name }) + '\n'),
+  });
+  process.stdout.write(JSON.stringify({ uri: standin.uri, faults }) + '\n');
+  const stop = (): void => void standin.close().then(() => process.exit(0));
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await main(process.argv.slice(2));
 }

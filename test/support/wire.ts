@@ -63,11 +63,15 @@ export function wire(ws: WebSocket): Wire {
   };
 }
 
-/** Opens, says hello, and waits for welcome. */
+/** Opens, says hello, and waits for welcome; a socket closed before its welcome rejects, with the close code. */
 export async function helloWire(ws: WebSocket, follow?: string[]): Promise<Wire> {
   const w = wire(ws);
   await w.opened;
   w.send(follow ? { t: Op.Hello, v: PROTOCOL_VERSION, follow } : { t: Op.Hello, v: PROTOCOL_VERSION });
-  await w.next(Op.Welcome);
+  const shut = w.closed.then(({ code, reason }) => {
+    throw new Error(`closed with ${code} (${reason || 'no reason'}) before its welcome; frames: ${JSON.stringify(w.frames.map((f) => f.t))}`);
+  });
+  shut.catch(() => undefined);
+  await Promise.race([w.next(Op.Welcome), shut]);
   return w;
 }

@@ -22,11 +22,16 @@ describe('decodeClientFrame', () => {
       { t: Op.Ack, tags: [1, 2, 3] },
       { t: Op.Follow, names: [] },
       { t: Op.Ping, n: 7 },
+      { t: Op.Read, to: 'bob', ids: ['abcdefgh12'] },
+      { t: Op.Typing, to: 'bob', on: true },
       { t: Op.StreamOffer, ref: 'r1', to: 'bob', name: 'a.mp4', size: 10, mime: 'video/mp4', container: 'mp4' },
       { t: Op.StreamAnswer, sid: 1, accept: true, credit: 100 },
       { t: Op.StreamCredit, sid: 1, bytes: 100 },
       { t: Op.StreamEnd, sid: 1 },
       { t: Op.StreamCancel, sid: 1, reason: 'bored' },
+      { t: Op.StreamResume, tid: 'r1', from: 'alice', held: [[0, 10], [20, 30]], credit: 100 },
+      { t: Op.StreamResume, tid: 'r1', from: 'alice', held: [] },
+      { t: Op.StreamDrop, tid: 'r1', peer: 'alice' },
     ];
     for (const f of frames) expect(decodeClientFrame(encodeFrame(f))).toEqual(f);
   });
@@ -66,6 +71,27 @@ describe('decodeClientFrame', () => {
     expect(utf8Length('\ud800')).toBe(3); // lone surrogate: encoded as U+FFFD
     const exact = 'a'.repeat(Limits.maxTextBytes - 4) + '👋';
     expect(decodeClientFrame(pack({ t: Op.Send, id: 'abcdefgh12', to: 'b', text: exact }))).toMatchObject({ text: exact });
+  });
+});
+
+describe('decodeClientFrame text checks at the edges of their shortcuts', () => {
+  const send = (text: string) => () => decodeClientFrame(pack({ t: Op.Send, id: 'abcdefgh12', to: 'b', text }));
+  const third = Math.floor(Limits.maxTextBytes / 3);
+
+  it('counts the bytes exactly wherever the length alone cannot decide', () => {
+    expect(code(send('€'.repeat(third)))).toBeUndefined(); // 3 * 5461 bytes: fits without counting
+    expect(code(send('€'.repeat(third) + 'a'))).toBeUndefined(); // 16,384 bytes: exactly the limit
+    expect(code(send('€'.repeat(third) + 'ab'))).toBe('TEXT_TOO_LONG'); // one byte over
+    expect(code(send('😀'.repeat(Limits.maxTextBytes / 4 + 1)))).toBe('TEXT_TOO_LONG'); // 4 bytes per 2 units
+    expect(code(send('a'.repeat(Limits.maxTextBytes)))).toBeUndefined();
+    expect(code(send('a'.repeat(Limits.maxTextBytes + 1)))).toBe('TEXT_TOO_LONG');
+  });
+
+  it('still finds every kind of whitespace-only text empty, and texts that start with a space not', () => {
+    for (const ws of [' ', '\t\n', '\u00a0', '\u3000 ', '\ufeff', '\u2028\u2029', ' \u205f\u202f']) {
+      expect(code(send(ws)), JSON.stringify(ws)).toBe('TEXT_EMPTY');
+    }
+    for (const ok of [' a', '\u00a0x', '~', '!', 'é', '\u0000']) expect(code(send(ok)), JSON.stringify(ok)).toBeUndefined();
   });
 });
 

@@ -1,0 +1,139 @@
+/**
+ * The NATS router against the Router contract, on a real nats-server (Debian's, started per test on a port it
+ * picks, JetStream on file storage). The two nodes are two routers in this process with their own connections;
+ * the doomed node is a child process killed with SIGKILL; the bus outage is the nats-server killed and restarted.
+ * Then what only a bus adapter has to do: a node that was away when its claim was taken over finds out.
+ */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { NatsRouter } from '../../server/bus/nats-router.ts';
+import { createLogger } from '../../server/core/logger.ts';
+import { RouterError, type Claim } from '../../server/core/router.ts';
+import { defineRouterContract, RecordingReceiver, until } from '../contract/router.contract.ts';
+import { startNatsServer, type NatsServer } from '../support/nats-server.ts';
+
+const HEARTBEAT_MS = 250;
+const ROOT = new URL('../..', import.meta.url).pathname;
+let run = 0;
+
+defineRouterContract('nats', async () => {
+  const nats = await startNatsServer();
+  const prefix = `t${process.pid}-${++run}`;
+  const routers: NatsRouter[] = [];
+  const children: Array<() => void> = [];
+  const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent');
+  return {
+    node(nodeId) {
+      const r = new NatsRouter({ url: nats.url, nodeId, prefix, heartbeatMs: HEARTBEAT_MS, requestTimeoutMs: 1000, logger: log });
+      routers.push(r);
+      return r;
+    },
+    async doomed(nodeId, key) {
+      const proc = spawn(process.execPath, ['--import', 'tsx', 'test/support/router-child.ts'], {
+        cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, NATS_URL: nats.url, NODE_ID: nodeId, BUS_PREFIX: prefix, HEARTBEAT_MS: String(HEARTBEAT_MS), CLAIM_KEY: key },
+      });
+      const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
+      children.push(() => proc.kill('SIGKILL'));
+      const claim = await new Promise<Claim>((resolve, reject) => {
+        createInterface({ input: proc.stdout! }).once('line', (line) => resolve(JSON.parse(line) as Claim));
+        void exited.then(() => reject(new Error('router child exited before claiming')));
+      });
+      return { nodeId, claim, kill: async () => { proc.kill('SIGKILL'); await exited; } };
+    },
+    goneWithin: `${3 * HEARTBEAT_MS} ms (3 heartbeats) plus one heartbeat of judging`,
+    bus: { kill: () => nats.kill(), restart: () => nats.restart() },
+    async cleanup() {
+      for (const kill of children) kill();
+      await Promise.all(routers.map((r) => r.close()));
+      await nats.close();
+    },
+  };
+});
+
+describe('NatsRouter: a node that was away', () => {
+  let nats: NatsServer | undefined;
+  const routers: NatsRouter[] = [];
+  afterEach(async () => {
+    for (const r of routers.splice(0)) await r.close();
+    await nats?.close();
+  });
+
+  it('learns, once the bus is back, that its claim was taken over while it could not hear the takeover', async () => {
+    nats = await startNatsServer();
+    const log = createLogger('silent');
+    // `slow` stays away about 10 s after the bus restarts (its reconnect pause), `fast` comes back at once: what a
+    // node on the wrong side of a partition sees.
+    const slow = new NatsRouter({ url: nats.url, nodeId: 'slow', prefix: 'away', heartbeatMs: HEARTBEAT_MS, logger: log, reconnectWaitMs: 10_000 });
+    const fast = new NatsRouter({ url: nats.url, nodeId: 'fast', prefix: 'away', heartbeatMs: HEARTBEAT_MS, logger: log });
+    routers.push(slow, fast);
+    const rs = new RecordingReceiver();
+    await slow.start(rs);
+    await fast.start(new RecordingReceiver());
+    const old = await slow.claim('bob', 's1');
+
+    await nats.kill();
+    await until(() => !slow.health().up && !fast.health().up, 'both see the bus down');
+    await nats.restart();
+    await until(() => fast.health().up, 'fast back');
+    let taken: Claim | undefined;
+    while (!taken) {
+      // JetStream answers a moment after the restart; until then the claim rejects with a coded error.
+      taken = await fast.claim('bob', 's2').catch((err: unknown) => {
+        expect(err).toBeInstanceOf(RouterError);
+        return new Promise<undefined>((r) => setTimeout(r, 20));
+      });
+    }
+    expect(slow.health().up).toBe(false); // the takeover could not reach it
+    expect(rs.lostClaims).toEqual([]);
+
+    await until(() => slow.health().up, 'slow back', 30_000);
+    await until(() => rs.lostClaims.length > 0, 'slow told its claim is stale');
+    // Told by the claims watch catching up (`by` the newer claim) or by the recheck of held claims (`by` null).
+    expect(rs.lostClaims).toHaveLength(1);
+    expect(rs.lostClaims[0]!.claim).toEqual(old);
+    expect([null, taken]).toContainEqual(rs.lostClaims[0]!.by);
+    expect(await slow.locate('bob')).toEqual(taken);
+    await expect(slow.check(old)).rejects.toMatchObject({ code: 'STALE_EPOCH' });
+  });
+});
+
+describe('NatsRouter: a node never heard from', () => {
+  let nats: NatsServer | undefined;
+  const routers: NatsRouter[] = [];
+  let killChild: (() => void) | undefined;
+  afterEach(async () => {
+    killChild?.();
+    for (const r of routers.splice(0)) await r.close();
+    await nats?.close();
+  });
+
+  it('that took an envelope and then died before its first heartbeat here is still seen gone', async () => {
+    nats = await startNatsServer();
+    // The doomed node sends its first heartbeat at its start, before `a` listens, and its next one only in 10
+    // minutes: `a` hears of it only through its answer, as a node started just before another dies would.
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'test/support/router-child.ts'], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, NATS_URL: nats.url, NODE_ID: 'quiet', BUS_PREFIX: 'quiet', HEARTBEAT_MS: '600000', CLAIM_KEY: 'carol' },
+    });
+    const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
+    killChild = () => proc.kill('SIGKILL');
+    const claim = await new Promise<Claim>((resolve, reject) => {
+      createInterface({ input: proc.stdout! }).once('line', (line) => resolve(JSON.parse(line) as Claim));
+      void exited.then(() => reject(new Error('router child exited before claiming')));
+    });
+    const a = new NatsRouter({ url: nats.url, nodeId: 'a', prefix: 'quiet', heartbeatMs: HEARTBEAT_MS, logger: createLogger('silent') });
+    routers.push(a);
+    const ra = new RecordingReceiver();
+    await a.start(ra);
+    const text = { k: 'text', to: 'carol', fromKey: 'ann', from: 'ann', id: 'm-quiet-1', text: 'hi', ts: 1, origin: 'a' } as const;
+    expect(await a.deliver(text, claim)).toBe('taken');
+
+    proc.kill('SIGKILL');
+    await exited;
+    // `a` holds a copy with it now (in the hub): it must be told the node is gone to queue it.
+    await until(() => ra.gone.includes('quiet'), 'a sees the quiet node gone', 15_000);
+    expect(await a.locate('carol')).toBeNull();
+  });
+});
