@@ -8,8 +8,26 @@
  *   relay  MiB/s for 1 and 8 concurrent streams with end-to-end credit, and the server's peak RSS for two file
  *          sizes (to show it does not depend on the file size), vs the bare uWS relay forwarding the same chunks.
  *   store  enqueue and drain rates of each Store adapter.
+ *   router what the Router seam costs per envelope: in-process against a Map lookup, NATS node to node.
+ *   requeue  N (4,000) unacked messages put back on the queue after a takeover: batched vs one write each.
+ *   cancel cancel latency with both users on a 150 KB/s link (the sender cancels, the recipient cancels), adaptive
+ *          credit window against the fixed window in the same run; and SDK MiB/s on a fast link, adaptive vs fixed.
+ *   rooms  fan-out to a room of 100 members, all online, from 4 senders: member deliveries/s, accept and delivery
+ *          latency, beside one-to-one text in the same run; and store bytes per room message beside per queued
+ *          one-to-one message (scripts/bench/rooms.ts).
+ *   cluster-text  text between two users on the same node and on different nodes (two nodes + NATS), beside one
+ *          node with no bus; cluster-relay  the same for one stream; cluster-idle  50,000 idle connections over three nodes + NATS (scripts/bench/cluster.ts).
+ *   recv   a browser receiving and saving a large file (1 GiB; --recv-mib): the recipient's renderer memory
+ *          (PSS, peak) and the rate, by running test/e2e/large-file.test.ts, which writes its figures to
+ *          test/.tmp/large-file.json.
  *
- * Options: --only text,idle,relay,store  --pairs 50  --seconds 5  --window 16  --repeat 3  --idle 10000  --relay-mib 512
+ * Options: --only text,idle,relay,store,requeue,router,cancel,rooms,cluster-text,cluster-relay,cluster-idle,recv  --cluster-idle 50000  --requeue-n 4000  --recv-mib 1024  --pairs 50  --seconds 5  --window 16  --repeat 3
+ *          --idle 10000  --relay-mib 512  --store-n 10000  --store-recipients 100  --store-long 10000
+ *          --generators 2 (text and room load generator processes)
+ *          --room-members 100  --room-senders 4  --room-window 4  --room-store-n 2000
+ *          --profile (no value): Parley servers run with --cpu-prof; the text and cluster-relay rows print their top self time
+ * A row whose generator (the busiest generator process, for text) used more than 90% of a core is marked `!`:
+ * there the generator, not the server, may be the ceiling.
  * Every server runs as its own process (children of this one) so CPU and memory are its own.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,19 +39,28 @@ import { hashPassword } from '../server/core/passwords.ts';
 import { EmbeddedStore } from '../server/store/embedded.ts';
 import { nameKey } from '../shared/names.ts';
 import { memoryOf, startChild, stopChild, table, type Child, sleep } from './bench/lib.ts';
-import { runText, userName, connect, type Target } from './bench/text.ts';
+import { runText, userName, connect, GENERATOR_LIMIT, type Target } from './bench/text.ts';
 import { runRelay } from './bench/relay.ts';
-import { runStore } from './bench/store.ts';
+import { runCancel } from './bench/cancel.ts';
+import { runRouter } from './bench/router.ts';
+import { STORE_TABLE, runStore } from './bench/store.ts';
+import { runRequeue } from './bench/requeue.ts';
+import { topSelfTime } from './bench/profile.ts';
+import { runClusterIdle, runClusterRelay, runClusterText } from './bench/cluster.ts';
+import { QUEUE_DBS, ROOM_DBS, runFanout, seedRoom, senderUsers, snapshot, sendDurably, type FanoutResult } from './bench/rooms.ts';
 import { SERVER_ENV, SERVER_NODE_FLAGS } from './server-flags.mjs';
 
+const profileDir = process.argv.includes('--profile') ? mkdtempSync(join(tmpdir(), 'parley-bench-profile-')) : null;
+const argv = process.argv.filter((a) => a !== '--profile');
 const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
-const only = new Set((args.get('only') ?? 'text,idle,relay,store').split(','));
+for (let i = 2; i < argv.length; i += 2) args.set(argv[i]!.replace(/^--/, ''), argv[i + 1] ?? '');
+const only = new Set((args.get('only') ?? 'text,idle,relay,store,requeue,router,cancel,rooms,cluster-text,cluster-relay,cluster-idle,recv').split(','));
 const pairs = Number(args.get('pairs') ?? 50);
 const seconds = Number(args.get('seconds') ?? 5);
 const idleCount = Number(args.get('idle') ?? 10_000);
 const relayMib = Number(args.get('relay-mib') ?? 512);
 const window = Number(args.get('window') ?? 16);
+const generators = Number(args.get('generators') ?? 2);
 /** Text, idle and relay rows run this many times, interleaved, and report the median: single runs vary by +-20% here. */
 const repeat = Number(args.get('repeat') ?? 3);
 
@@ -44,8 +71,11 @@ function median<T>(runs: T[], by: (r: T) => number): T {
 const dirs: string[] = [];
 const children: Child[] = [];
 
-/** A Parley server process with `users` accounts and one session each, written straight into its store. */
-async function parley(users: number, env: Record<string, string> = {}): Promise<Target & { child: Child }> {
+/**
+ * A data directory with `users` accounts and one session each, written straight into its store; `seed` may
+ * write more (the bench room) before the store is closed.
+ */
+async function seedDir(users: number, seed?: (store: EmbeddedStore) => Promise<void>): Promise<{ dir: string; tokens: Map<string, string> }> {
   const dir = mkdtempSync(join(tmpdir(), 'parley-bench-'));
   dirs.push(dir);
   const store = new EmbeddedStore({ dir });
@@ -62,15 +92,26 @@ async function parley(users: number, env: Record<string, string> = {}): Promise<
     writes.push(store.putSession({ tokenHash: hashToken(token), key: nameKey(name), name, created: now, expires: now + 86_400_000 }));
   }
   await Promise.all(writes);
+  await seed?.(store);
   await store.close();
+  return { dir, tokens };
+}
+
+/** A Parley server process on a data directory made by `seedDir`. */
+async function startParley(seeded: { dir: string; tokens: Map<string, string> }, env: Record<string, string> = {}): Promise<Target & { child: Child }> {
   const child = await startChild('server/main.ts', {
     ...serverProcessEnv(),
-    PORT: '0', DATA_DIR: dir, LOG_LEVEL: 'info', IDLE_TIMEOUT_SEC: '3600',
+    PORT: '0', DATA_DIR: seeded.dir, LOG_LEVEL: 'info', IDLE_TIMEOUT_SEC: '3600',
     // The benchmark's clients send far faster than a person; the per-connection flood limit would stop them.
     FRAME_RATE: '10000000', FRAME_BURST: '1000000', ...env,
-  });
+  }, serverNodeArgs);
   children.push(child);
-  return { kind: 'parley', port: child.port, pid: child.pid, tokens, child };
+  return { kind: 'parley', port: child.port, pid: child.pid, tokens: seeded.tokens, child };
+}
+
+/** A Parley server process with `users` accounts and one session each, written straight into its store. */
+async function parley(users: number, env: Record<string, string> = {}, seed?: (store: EmbeddedStore) => Promise<void>): Promise<Target & { child: Child }> {
+  return startParley(await seedDir(users, seed), env);
 }
 
 async function bare(kind: 'uws' | 'ws', env: Record<string, string> = {}): Promise<Target & { child: Child }> {
@@ -87,6 +128,9 @@ function serverProcessEnv(): Record<string, string> {
   return { ...SERVER_ENV, NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS ?? SERVER_NODE_FLAGS.join(' ') };
 }
 
+/** Node flags of Parley server processes: a CPU profile each under `--profile`. */
+const serverNodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+
 const mib = (b: number) => (b / 1024 / 1024).toFixed(1);
 const fixed = (n: number, d = 0) => n.toFixed(d);
 
@@ -102,22 +146,31 @@ async function textSection(): Promise<void> {
   for (let i = 0; i < repeat; i++) {
     for (const [label, make] of targets) {
       const t = await make();
-      const r = await runText(t, pairs, seconds, window);
+      const r = await runText(t, pairs, seconds, window, generators);
       await stopChild(t.child);
       runs.set(label, [...(runs.get(label) ?? []), r]);
     }
   }
+  let marked = false;
   for (const [label] of targets) {
     const all = runs.get(label)!;
     const r = median(all, (x) => x.msgsPerSec);
     results[label] = r.msgsPerSec;
-    rows.push([label, `${fixed(r.msgsPerSec)} (${all.map((x) => fixed(x.msgsPerSec / 1000)).join('/')}k)`, fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), `${fixed(r.serverCpu * 100)}%`, `${fixed(r.generatorCpu * 100)}%`]);
+    const hot = all.some((x) => x.generatorCpu > GENERATOR_LIMIT);
+    marked ||= hot;
+    rows.push([label, `${fixed(r.msgsPerSec)} (${all.map((x) => fixed(x.msgsPerSec / 1000)).join('/')}k)`, fixed(r.p50Ms, 2), fixed(r.p99Ms, 2),
+      `${fixed(r.serverCpu * 100)}%`, fixed((r.serverCpu / r.msgsPerSec) * 1e6, 1),
+      `${r.generatorCpus.map((c) => fixed(c * 100)).join('+')}%${hot ? ' !' : ''}`]);
   }
   const base = results['bare uWS relay']!;
   for (const row of rows) row.push((results[row[0] as string]! / base).toFixed(2) + 'x');
-  table(`text: ${pairs} pairs, ${pairs * 2} connections, ${window} messages in flight per sender, ${seconds} s, median of ${repeat} interleaved runs (Parley with receipts and acks)`,
-    ['server', 'delivered msg/s (runs)', 'p50 ms', 'p99 ms', 'server CPU', 'generator CPU', 'vs bare uWS'], rows);
-  process.stdout.write('  target: Parley >= 0.70x the bare uWS relay\n');
+  table(`text: ${pairs} pairs, ${pairs * 2} connections, ${window} messages in flight per sender, ${seconds} s, ${generators} generator processes, median of ${repeat} interleaved runs (Parley with receipts and acks)`,
+    ['server', 'delivered msg/s (runs)', 'p50 ms', 'p99 ms', 'server CPU', 'server CPU us/msg', 'generator CPU (each)', 'vs bare uWS'], rows);
+  if (marked) process.stdout.write(`  ! a generator process used more than ${GENERATOR_LIMIT * 100}% of a core in a run of this row: it may be the ceiling\n`);
+  process.stdout.write('  target: Parley >= 0.90x the bare uWS relay\n');
+  if (profileDir) {
+    table(`text: Parley servers' top self time over all runs (profiles in ${profileDir})`, ['function', 'busy %', 'ms'], topSelfTime(profileDir));
+  }
 }
 
 interface IdleRun {
@@ -261,23 +314,124 @@ async function relaySection(): Promise<void> {
       results.set(label, [...(results.get(label) ?? []), r]);
     }
   }
+  let relayMarked = false;
   for (const [label, , streams, mibEach] of runs) {
     const all = results.get(label)!;
     const r = median(all, (x) => x.mibPerSec);
     r.peakRss = Math.max(...all.map((x) => x.peakRss));
     rate[label] = r.mibPerSec;
     const base = label.includes('8 streams') ? 'bare uWS relay, 8 streams' : 'bare uWS relay, 1 stream';
-    rows.push([label, fixed(mibEach * streams), `${fixed(r.mibPerSec)} (${all.map((x) => fixed(x.mibPerSec)).join('/')})`, mib(r.rssBefore), mib(r.peakRss), `${fixed(r.serverCpu * 100)}%`, `${fixed(r.generatorCpu * 100)}%`, ((rate[label] ?? 0) / (rate[base] ?? 1)).toFixed(2) + 'x']);
+    const hot = all.some((x) => x.generatorCpu > GENERATOR_LIMIT);
+    relayMarked ||= hot;
+    rows.push([label, fixed(mibEach * streams), `${fixed(r.mibPerSec)} (${all.map((x) => fixed(x.mibPerSec)).join('/')})`, mib(r.rssBefore), mib(r.peakRss),
+      `${fixed(r.serverCpu * 100)}%`, fixed((r.serverCpu / r.mibPerSec) * 1000, 2), `${fixed(r.generatorCpu * 100)}%${hot ? ' !' : ''}`,
+      ((rate[label] ?? 0) / (rate[base] ?? 1)).toFixed(2) + 'x']);
   }
-  table(`relay: 256 KiB chunks, end-to-end credit (4 MiB window), sender and viewer as fast as they go, median of ${repeat} interleaved runs (peak RSS: highest)`,
-    ['run', 'MiB total', 'MiB/s (runs)', 'RSS before MiB', 'peak RSS MiB', 'server CPU', 'generator CPU', 'vs bare uWS'], rows);
-  process.stdout.write('  target: Parley >= 0.80x the bare uWS relay; peak RSS independent of the file size\n');
+  table(`relay: 256 KiB chunks, end-to-end credit (4 MiB window), senders and viewers as fast as they go in two generator processes, median of ${repeat} interleaved runs (peak RSS: highest; generator CPU: the busier process)`,
+    ['run', 'MiB total', 'MiB/s (runs)', 'RSS before MiB', 'peak RSS MiB', 'server CPU', 'server CPU ms/MiB', 'generator CPU', 'vs bare uWS'], rows);
+  if (relayMarked) process.stdout.write(`  ! the generator used more than ${GENERATOR_LIMIT * 100}% of a core in a run of this row: it may be the ceiling\n`);
+  process.stdout.write('  target: Parley >= 0.95x the bare uWS relay; peak RSS independent of the file size\n');
 }
 
 async function storeSection(): Promise<void> {
-  const rows = await runStore(Number(args.get('store-n') ?? 20_000));
-  table('store: enqueue N messages to one recipient (concurrent, as senders would), then drain in batches of 100 with bulk acks',
-    ['adapter', 'N', 'enqueue msg/s', 'drain msg/s', 'note'], rows);
+  const rows = await runStore({
+    n: Number(args.get('store-n') ?? 10_000),
+    recipients: Number(args.get('store-recipients') ?? 100),
+    long: Number(args.get('store-long') ?? 10_000),
+  });
+  table(STORE_TABLE.title, STORE_TABLE.columns, rows);
+}
+
+async function cancelSection(): Promise<void> {
+  const t = await parley(2);
+  try {
+    await runCancel(t);
+  } finally {
+    await stopChild(t.child);
+  }
+}
+
+async function recvSection(): Promise<void> {
+  const { execFile } = await import('node:child_process');
+  const { readFile } = await import('node:fs/promises');
+  const root = join(import.meta.dirname, '..');
+  const fileMib = args.get('recv-mib') ?? '1024';
+  await new Promise<void>((resolve, reject) => {
+    execFile('npx', ['vitest', 'run', 'test/e2e/large-file.test.ts'], { cwd: root, env: { ...process.env, LARGE_FILE_MIB: fileMib }, maxBuffer: 64 * 1024 * 1024 },
+      (err, _out, stderr) => (err ? reject(new Error(`large-file test failed: ${stderr.slice(-2000)}`)) : resolve()));
+  });
+  const r = JSON.parse(await readFile(join(root, 'test/.tmp/large-file.json'), 'utf8')) as
+    { fileMiB: number; seconds: number; mibPerSec: number; rendererBaselineMiB: number; rendererPeakMiB: number };
+  table('recv: one browser sends a file to another through Parley; the recipient writes it to OPFS as it arrives, then Save',
+    ['file MiB', 'seconds', 'MiB/s', 'renderer PSS before MiB', 'renderer PSS peak MiB'],
+    [[r.fileMiB, r.seconds, r.mibPerSec, r.rendererBaselineMiB, r.rendererPeakMiB]]);
+  process.stdout.write('  target: recipient renderer peak < 300 MiB, independent of the file size\n');
+}
+
+async function requeueSection(): Promise<void> {
+  const rows = await runRequeue(Number(args.get('requeue-n') ?? 4000));
+  table('requeue: N unacked messages back on the queue after a takeover (target: under 0.5 s)',
+    ['how', 'N', 'ms to last queued', 'ms another sender waited', 'target', 'note'], rows);
+}
+
+async function roomsSection(): Promise<void> {
+  const members = Number(args.get('room-members') ?? 100);
+  const senders = Number(args.get('room-senders') ?? 4);
+  const roomWindow = Number(args.get('room-window') ?? 4);
+  const storeN = Number(args.get('room-store-n') ?? 2000);
+  const fanout: FanoutResult[] = [];
+  const direct: Array<Awaited<ReturnType<typeof runText>>> = [];
+  for (let i = 0; i < repeat; i++) {
+    const t = await parley(members, {}, (store) => seedRoom(store, members));
+    fanout.push(await runFanout(t, { members, senders, window: roomWindow, seconds, generators }));
+    await stopChild(t.child);
+    const d = await parley(pairs * 2);
+    direct.push(await runText(d, pairs, seconds, window, generators));
+    await stopChild(d.child);
+  }
+  const f = median(fanout, (x) => x.deliveriesPerSec);
+  const o = median(direct, (x) => x.msgsPerSec);
+  const fHot = fanout.some((x) => Math.max(...x.generatorCpus) > GENERATOR_LIMIT);
+  const oHot = direct.some((x) => x.generatorCpu > GENERATOR_LIMIT);
+  const cpus = (c: number[], hot: boolean) => `${c.map((x) => fixed(x * 100)).join('+')}%${hot ? ' !' : ''}`;
+  const faults = fanout.reduce((a, x) => a + x.faults, 0);
+  table(`rooms: fan-out to a room of ${members} members, all online, ${senders} of them sending (${roomWindow} unfinished messages each), beside one-to-one (${pairs} pairs, ${window} in flight per sender); ${generators} generator processes, ${seconds} s, median of ${repeat} interleaved runs`,
+    ['load', 'member deliveries/s (runs)', 'messages/s', 'accept p50/p99 ms', 'delivery p50/p99 ms', 'server CPU', 'server CPU us/delivery', 'generator CPU (each)'], [
+      [`room of ${members}`, `${fixed(f.deliveriesPerSec)} (${fanout.map((x) => fixed(x.deliveriesPerSec / 1000)).join('/')}k)`, fixed(f.messagesPerSec),
+        `${fixed(f.acceptP50, 2)} / ${fixed(f.acceptP99, 2)}`, `${fixed(f.deliveryP50, 2)} / ${fixed(f.deliveryP99, 2)}`, `${fixed(f.serverCpu * 100)}%`,
+        fixed((f.serverCpu / f.deliveriesPerSec) * 1e6, 1), cpus(f.generatorCpus, fHot)],
+      ['one-to-one', `${fixed(o.msgsPerSec)} (${direct.map((x) => fixed(x.msgsPerSec / 1000)).join('/')}k)`, fixed(o.msgsPerSec), '-',
+        `${fixed(o.p50Ms, 2)} / ${fixed(o.p99Ms, 2)}`, `${fixed(o.serverCpu * 100)}%`, fixed((o.serverCpu / o.msgsPerSec) * 1e6, 1), cpus(o.generatorCpus, oHot)],
+    ]);
+  process.stdout.write('  member deliveries: room messages handed to members (each message once per member, the sender\'s own copy included);\n' +
+    '  messages/s: room messages every other member acknowledged (a sender sends the next one only then). accept: send -> first\n' +
+    '  room receipt (in the log, durably); delivery: send -> a member (one-to-one: the recipient) has it. One-to-one has receipts and acks on.\n');
+  if (fHot || oHot) process.stdout.write(`  ! a generator process used more than ${GENERATOR_LIMIT * 100}% of a core in a run of this table: it may be the ceiling\n`);
+  if (faults > 0) process.stdout.write(`  ! the room generators saw ${faults} unreadable frames or refusals\n`);
+
+  // Store bytes: a fresh seeded directory per kind, so neither kind writes into pages the other freed.
+  const rows: Array<Array<string | number>> = [];
+  const memberUsers = Array.from({ length: members }, (_, i) => i);
+  const sending = [...senderUsers(members, senders)];
+  const offline = memberUsers.filter((u) => !sending.includes(u));
+  for (const kind of ['room', 'direct'] as const) {
+    const dbs = kind === 'room' ? ROOM_DBS : QUEUE_DBS;
+    const seeded = await seedDir(members, (store) => seedRoom(store, members));
+    const before = await snapshot(seeded.dir, dbs);
+    const t = await startParley(seeded);
+    await sendDurably(t, kind, sending, offline, storeN);
+    await stopChild(t.child);
+    const after = await snapshot(seeded.dir, dbs);
+    rows.push([kind === 'room' ? `room message (room of ${members}, ${offline.length} offline)` : `one-to-one message queued for an offline recipient`, storeN,
+      fixed((after.bytes - before.bytes) / storeN), ((after.entries - before.entries) / storeN).toFixed(2), fixed((after.file - before.file) / storeN),
+      kind === 'room' ? ROOM_DBS.join(', ') : QUEUE_DBS.join(', ')]);
+  }
+  table(`rooms: store bytes per message, embedded store (LMDB), each kind from ${senders} online senders through a real server into a fresh data directory`,
+    ['message', 'messages', 'bytes/msg in its databases', 'entries/msg', 'data.mdb growth bytes/msg', 'databases counted'], rows);
+  process.stdout.write('  bytes/msg: growth of the pages (branch + leaf + overflow, mdb_stat) of those databases from before the server started\n' +
+    '  to after it stopped (SIGTERM: every commit on disk), divided by the messages; every message had its durable receipt first.\n' +
+    '  Offline members keep the room\'s log from being trimmed, so every room message is still in it; one-to-one recipients\n' +
+    '  are offline, so every message is in the queue. data.mdb growth: the whole file, free pages LMDB keeps for reuse included.\n');
 }
 
 async function main(): Promise<void> {
@@ -287,6 +441,15 @@ async function main(): Promise<void> {
     if (only.has('idle')) await idleSection();
     if (only.has('relay')) await relaySection();
     if (only.has('store')) await storeSection();
+    if (only.has('requeue')) await requeueSection();
+    if (only.has('router')) await runRouter(Math.min(seconds, 3));
+    if (only.has('cancel')) await cancelSection();
+    if (only.has('rooms')) await roomsSection();
+    const cluster = { pairs, seconds, window, generators, repeat, idle: Number(args.get('cluster-idle') ?? 50_000), relayMib, profileDir };
+    if (only.has('cluster-text')) await runClusterText(cluster);
+    if (only.has('cluster-relay')) await runClusterRelay(cluster);
+    if (only.has('cluster-idle')) await runClusterIdle(cluster);
+    if (only.has('recv')) await recvSection();
   } finally {
     for (const c of children) await stopChild(c);
     for (const d of dirs) rmSync(d, { recursive: true, force: true });

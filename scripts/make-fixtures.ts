@@ -1,5 +1,6 @@
 /**
- * Makes the small test videos the media tests play, with the system's ffmpeg.
+ * Makes the small test files the media and file tests send: videos, audio and photos with the system's
+ * ffmpeg, a PDF and a non-media file written here.
  *
  *   npx tsx scripts/make-fixtures.ts [outDir]      (default test/.tmp/fixtures in the repository)
  *
@@ -18,7 +19,8 @@ const run = promisify(execFile);
 
 /** What each fixture is for; the tests look them up by key. */
 export type FixtureKey =
-  | 'fmp4' | 'mp4Faststart' | 'mp4MoovEnd' | 'webm' | 'mkvVp9' | 'mkv' | 'avi' | 'longFmp4' | 'longMoovEnd';
+  | 'fmp4' | 'mp4Faststart' | 'mp4MoovEnd' | 'webm' | 'mkvVp9' | 'mkv' | 'avi' | 'longFmp4' | 'longMoovEnd'
+  | 'png' | 'jpeg' | 'mp3' | 'm4a' | 'hevc' | 'mov' | 'pdf' | 'binary' | 'fakeMp4';
 
 export interface Fixture {
   key: FixtureKey;
@@ -36,7 +38,43 @@ interface Recipe {
   file: string;
   contentType: string;
   seconds: number;
+  /** ffmpeg arguments before the output path. */
   args: (seconds: number) => string[];
+  /** Or: writes the file itself (no ffmpeg). */
+  write?: (path: string) => Promise<void>;
+}
+
+/** A one-page PDF with a line of text, byte offsets in its xref table computed, as a viewer expects. */
+function tinyPdf(): Buffer {
+  const objects = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 144] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
+    '<< /Length 43 >>\nstream\nBT /F1 18 Tf 40 70 Td (Hello, Parley) Tj ET\nendstream',
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+  ];
+  let out = '%PDF-1.4\n';
+  const offsets: number[] = [];
+  objects.forEach((o, i) => {
+    offsets.push(out.length);
+    out += `${i + 1} 0 obj\n${o}\nendobj\n`;
+  });
+  const xref = out.length;
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  for (const off of offsets) out += `${String(off).padStart(10, '0')} 00000 n \n`;
+  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, 'latin1');
+}
+
+/** Deterministic bytes that are no known format (a seeded hash chain). */
+function noise(bytes: number, seed: string): Buffer {
+  const out = Buffer.alloc(bytes);
+  let block = createHash('sha256').update(seed).digest();
+  for (let at = 0; at < bytes; at += block.length) {
+    block.copy(out, at);
+    block = createHash('sha256').update(block).digest();
+  }
+  return out;
 }
 
 function sources(seconds: number, size: string, rate = 25): string[] {
@@ -97,13 +135,53 @@ const RECIPES: Recipe[] = [
     key: 'longMoovEnd', file: 'long-moov-at-end.mp4', contentType: 'video/mp4', seconds: 30,
     args: (s) => [...sources(s, '480x270'), ...H264, '-b:v', '1500k', '-g', '50', ...AAC],
   },
+  {
+    key: 'png', file: 'photo.png', contentType: 'image/png', seconds: 0,
+    args: () => ['-f', 'lavfi', '-i', 'testsrc2=size=640x480:rate=1:duration=1', '-frames:v', '1'],
+  },
+  {
+    key: 'jpeg', file: 'photo.jpg', contentType: 'image/jpeg', seconds: 0,
+    args: () => ['-f', 'lavfi', '-i', 'testsrc2=size=800x600:rate=1:duration=1', '-frames:v', '1', '-q:v', '4'],
+  },
+  {
+    key: 'mp3', file: 'tone.mp3', contentType: 'audio/mpeg', seconds: 20,
+    args: (s) => ['-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=44100:duration=${s}`, '-c:a', 'libmp3lame', '-b:a', '128k'],
+  },
+  {
+    // ffmpeg's ipod muxer puts the index at the end, as many phones' recorders do.
+    key: 'm4a', file: 'tone.m4a', contentType: 'audio/mp4', seconds: 20,
+    args: (s) => ['-f', 'lavfi', '-i', `sine=frequency=660:sample_rate=48000:duration=${s}`, '-c:a', 'aac', '-b:a', '128k'],
+  },
+  {
+    // H.265 as iPhones record it (hvc1 tag). Debian's Chromium decodes the AAC but not the picture.
+    key: 'hevc', file: 'hevc.mp4', contentType: 'video/mp4', seconds: 3,
+    args: (s) => [...sources(s, '320x240'), '-c:v', 'libx265', '-preset', 'ultrafast', '-tag:v', 'hvc1',
+      '-x265-params', 'log-level=error', '-pix_fmt', 'yuv420p', ...AAC],
+  },
+  {
+    key: 'mov', file: 'clip.mov', contentType: 'video/quicktime', seconds: 4,
+    args: (s) => [...sources(s, '320x240'), ...H264, '-g', '25', ...AAC],
+  },
+  {
+    key: 'pdf', file: 'letter.pdf', contentType: 'application/pdf', seconds: 0, args: () => [],
+    write: (path) => writeFile(path, tinyPdf()),
+  },
+  {
+    key: 'binary', file: 'data.bin', contentType: 'application/octet-stream', seconds: 0, args: () => [],
+    write: (path) => writeFile(path, noise(3 * 1024 * 1024 + 17, 'parley binary fixture')),
+  },
+  {
+    // Not a video, though its name says so.
+    key: 'fakeMp4', file: 'notes.mp4', contentType: 'video/mp4', seconds: 0, args: () => [],
+    write: (path) => writeFile(path, Buffer.from('These are notes, not a video.\n'.repeat(2000))),
+  },
 ];
 
 const MANIFEST = 'manifest.json';
 const DEFAULT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../test/.tmp/fixtures');
 
 function recipeHash(r: Recipe): string {
-  return createHash('sha256').update(JSON.stringify([r.file, r.args(r.seconds)])).digest('hex').slice(0, 16);
+  return createHash('sha256').update(JSON.stringify([r.file, r.args(r.seconds), r.write?.toString() ?? ''])).digest('hex').slice(0, 16);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -138,7 +216,8 @@ export async function makeFixtures(outDir = DEFAULT_DIR): Promise<Record<Fixture
       // Write to a temporary name and rename, so an interrupted run never leaves a truncated fixture behind.
       const tmp = join(dir, `.${process.pid}.${r.file}`);
       try {
-        await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...r.args(r.seconds), '-shortest', tmp],
+        if (r.write) await r.write(tmp);
+        else await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...r.args(r.seconds), '-shortest', tmp],
           { maxBuffer: 16 * 1024 * 1024 });
       } catch (err) {
         const { stderr = '', code } = err as { stderr?: string; code?: unknown };

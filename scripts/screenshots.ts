@@ -1,7 +1,8 @@
 /**
  * Screenshots of the main screens for README.md, made with Debian's Chromium against a real server on a free
- * port with throwaway data: sign-in, a conversation, a video playing while it arrives, and a taken-over
- * window, at desktop and phone sizes.
+ * port with throwaway data: sign-in, a conversation, a video playing while it arrives, a photo, an audio file
+ * and a file card, and a taken-over window, at desktop and phone sizes; then the sign-in, a conversation, the
+ * contacts and the settings panel again in a zh-CN browser (`*-zh-CN.png`).
  *
  *   npx tsx scripts/screenshots.ts [outDir]      (default docs/screenshots)
  */
@@ -20,8 +21,10 @@ const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 800 };
 const PASSWORD = 'screenshot password';
 
-async function newUser(browser: Browser, url: string, viewport: { width: number; height: number }, query = ''): Promise<Page> {
-  const context = await browser.newContext({ viewport, deviceScaleFactor: 1, colorScheme: 'light' });
+async function newUser(browser: Browser, url: string, viewport: { width: number; height: number }, query = '', locale = 'en-US'): Promise<Page> {
+  const context = await browser.newContext({ viewport, deviceScaleFactor: 1, colorScheme: 'light', locale });
+  // As after "Not now" on the notifications offer (which would otherwise sit over every conversation shot).
+  await context.addInitScript(() => localStorage.setItem('parley:notify-offer', 'dismissed'));
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
   await page.goto(`${url}/${query}`);
@@ -29,7 +32,7 @@ async function newUser(browser: Browser, url: string, viewport: { width: number;
 }
 
 async function signUp(page: Page, name: string): Promise<void> {
-  await page.getByRole('tab', { name: 'Create account' }).click();
+  await page.locator('.tab').nth(1).click(); // "Create account", in any language
   await page.fill('#auth-name', name);
   await page.fill('#auth-password', PASSWORD);
   await page.click('.auth-form button[type=submit]');
@@ -47,11 +50,13 @@ async function openConversation(page: Page, name: string): Promise<void> {
   await page.locator(`.conv-head h2:text-is("${name}")`).waitFor();
 }
 
+/** Sends and waits for the message to reach `state` (delivered also counts when the other has it open: read). */
 async function say(page: Page, text: string, state = 'delivered'): Promise<void> {
   const before = await page.locator('.msg.out').count();
   await page.fill('.composer textarea', text);
   await page.press('.composer textarea', 'Enter');
-  await page.locator(`.msg.out >> nth=${before}`).and(page.locator(`.msg[data-state="${state}"]`)).waitFor();
+  const states = state === 'delivered' ? ['delivered', 'read'] : [state];
+  await page.locator(`.msg.out >> nth=${before}`).and(page.locator(states.map((s) => `.msg[data-state="${s}"]`).join(', '))).waitFor();
 }
 
 async function shoot(page: Page, outDir: string, name: string): Promise<void> {
@@ -59,6 +64,40 @@ async function shoot(page: Page, outDir: string, name: string): Promise<void> {
   const path = join(outDir, `${name}.png`);
   await page.screenshot({ path });
   console.log(path);
+}
+
+/** The same screens in a zh-CN browser: the page speaks Chinese from the browser's language alone. */
+async function chineseShots(browser: Browser, url: string, outDir: string): Promise<void> {
+  const signIn = await newUser(browser, url, PHONE, '', 'zh-CN');
+  await signIn.locator('#auth-name').waitFor();
+  await shoot(signIn, outDir, 'sign-in-phone-zh-CN');
+  await signIn.context().close();
+
+  const mei = await newUser(browser, url, DESKTOP, '', 'zh-CN');
+  const hao = await newUser(browser, url, DESKTOP, '', 'zh-CN');
+  const lin = await newUser(browser, url, DESKTOP, '', 'zh-CN');
+  await signUp(mei, '小美');
+  await signUp(hao, '阿浩');
+  await signUp(lin, '林老师');
+  await addContact(lin, '小美');
+  await say(lin, '周六的读书会还去吗？');
+  await addContact(mei, '阿浩');
+  await say(mei, '阿浩，你到家了吗？');
+  await openConversation(hao, '小美');
+  await say(hao, '到了，谢谢！火车晚点了一会儿。');
+  await say(hao, '昨晚的音乐会我录下来了，要看吗？');
+  await say(mei, '要！发给我吧。');
+  await mei.locator('.msg.in').nth(1).waitFor();
+  await shoot(mei, outDir, 'conversation-desktop-zh-CN');
+  await mei.setViewportSize(PHONE);
+  await shoot(mei, outDir, 'conversation-phone-zh-CN');
+  await mei.locator('.conv-head .back').click();
+  await shoot(mei, outDir, 'contacts-phone-zh-CN');
+  await mei.setViewportSize(DESKTOP);
+  await mei.click('.settings-button');
+  await mei.locator('dialog.settings[open]').waitFor();
+  await shoot(mei, outDir, 'settings-desktop-zh-CN');
+  for (const p of [mei, hao, lin]) await p.context().close();
 }
 
 export async function screenshots(outDir = join(ROOT, 'docs/screenshots')): Promise<void> {
@@ -123,7 +162,7 @@ export async function screenshots(outDir = join(ROOT, 'docs/screenshots')): Prom
     // A video, watched while it arrives, on the phone and on a desktop.
     const sendVideo = async (to: string) => {
       await openConversation(sam, to);
-      const [chooser] = await Promise.all([sam.waitForEvent('filechooser'), sam.getByRole('button', { name: 'Send video' }).click()]);
+      const [chooser] = await Promise.all([sam.waitForEvent('filechooser'), sam.getByRole('button', { name: 'Send a file' }).click()]);
       await chooser.setFiles(fixtures.longFmp4.path);
       await sam.locator('.video-card[data-video="out"][data-state="offered"]').last().waitFor();
     };
@@ -147,6 +186,21 @@ export async function screenshots(outDir = join(ROOT, 'docs/screenshots')): Prom
     await sam.locator('.video-card[data-video="out"][data-state="sending"]').last().waitFor();
     await shoot(sam, outDir, 'video-sending-desktop');
 
+    // Files of other kinds: a photo (thumbnail), a song (audio player), a document (a card with Save).
+    await maya.setViewportSize(DESKTOP);
+    await openConversation(maya, 'sam');
+    await openConversation(sam, 'maya');
+    for (const [f, button] of [[fixtures.jpeg, 'Receive'], [fixtures.mp3, 'Listen'], [fixtures.pdf, 'Receive']] as const) {
+      const [chooser] = await Promise.all([sam.waitForEvent('filechooser'), sam.getByRole('button', { name: 'Send a file' }).click()]);
+      await chooser.setFiles(f.path);
+      const card = maya.locator('.file-card.incoming').last();
+      await card.locator(`.file-name:text-is("${f.file}")`).waitFor();
+      await card.getByRole('button', { name: button }).click();
+      await maya.locator('.file-card.incoming[data-state="done"]').last().locator(`.file-name:text-is("${f.file}")`).waitFor();
+    }
+    await maya.locator('.file-card.incoming').last().evaluate((card) => card.scrollIntoView({ block: 'end' }));
+    await shoot(maya, outDir, 'files-desktop');
+
     // lee signs in somewhere else: this window stops and says so.
     const leeElsewhere = await newUser(browser, url, PHONE);
     await leeElsewhere.fill('#auth-name', 'lee');
@@ -154,6 +208,8 @@ export async function screenshots(outDir = join(ROOT, 'docs/screenshots')): Prom
     await leeElsewhere.click('.auth-form button[type=submit]');
     await lee.locator('.banner[data-reason="takeover"]').waitFor();
     await shoot(lee, outDir, 'takeover-desktop');
+
+    await chineseShots(browser, url, outDir);
   } finally {
     await browser.close();
     await server.stop();

@@ -1,5 +1,5 @@
 /** Shared helpers of the benchmark: child servers, /proc readings, percentiles, table printing. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
@@ -13,9 +13,12 @@ export interface Child {
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
-/** Starts `args` (a tsx entry) and resolves once it prints a JSON line with `port` or a Parley `url`. */
-export function startChild(entry: string, env: Record<string, string> = {}): Promise<Child> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
+/**
+ * Starts `entry` (a tsx entry) and resolves once it prints a JSON line with `port` or a Parley `url`.
+ * `nodeArgs` go on node's command line (for flags NODE_OPTIONS refuses, such as `--cpu-prof`).
+ */
+export function startChild(entry: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Child> {
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', entry], {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {
@@ -32,11 +35,20 @@ export function startChild(entry: string, env: Record<string, string> = {}): Pro
   });
 }
 
+/** How long a child may take to exit after SIGTERM before it is killed. */
+const STOP_GRACE_MS = 15_000;
+
+/**
+ * Stops a child with SIGTERM, so a server shuts down as operators' do and a `--cpu-prof` profile gets written;
+ * SIGKILL only if it has not exited after STOP_GRACE_MS.
+ */
 export async function stopChild(c: Child): Promise<void> {
   if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
   const exited = new Promise((r) => c.proc.once('exit', r));
-  c.proc.kill('SIGKILL');
+  c.proc.kill('SIGTERM');
+  const timer = setTimeout(() => c.proc.kill('SIGKILL'), STOP_GRACE_MS);
   await exited;
+  clearTimeout(timer);
 }
 
 export function rssBytes(pid: number): number {
@@ -78,3 +90,31 @@ export function table(title: string, head: string[], rows: Array<Array<string | 
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A load-generator process: send it a job, then commands; `next()` is its next IPC message (or its failure). */
+export interface Generator {
+  proc: ChildProcess;
+  next<T>(): Promise<T>;
+  /** Resolves with the generator's first message (its `{ ready: true }`). */
+  ready: Promise<unknown>;
+  /** Rejects when the process exits; `stopGenerators` silences it. */
+  failed: Promise<never>;
+}
+
+/** Forks the tsx entry `entry` as a generator and hands it `job`. `what` names it in errors. */
+export function forkGenerator(entry: string, job: unknown, what: string): Generator {
+  const proc = fork(entry, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const failed = new Promise<never>((_, reject) => proc.once('exit', (code) => reject(new Error(`${what} exited with ${code}`))));
+  const next = <T>(): Promise<T> => Promise.race([new Promise<T>((r) => proc.once('message', (m) => r(m as T))), failed]);
+  const ready = next<{ ready: true }>();
+  proc.send(job as object);
+  return { proc, next, ready, failed };
+}
+
+/** Ends generators that are still running (after their report, or after a failure). */
+export function stopGenerators(gens: Generator[]): void {
+  for (const g of gens) {
+    g.failed.catch(() => {});
+    if (g.proc.exitCode === null && g.proc.signalCode === null) g.proc.kill('SIGTERM');
+  }
+}
