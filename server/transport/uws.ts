@@ -393,7 +393,12 @@ export function startTransport(deps: TransportDeps): Promise<Transport> {
         (auth) => {
           if (aborted) return;
           if (!auth) return refuse('401 Unauthorized', 'UNAUTHORIZED', 'session unknown or expired; sign in again');
-          res.cork(() => res.upgrade<UserData>({ auth, session: undefined }, key, protocol, extensions, context));
+          // Not inside res.cork, against uWS's advice: in this uWS (20.30, the newest that runs on this glibc) a
+          // cork around an upgrade made after an await can close the new socket right after `open`, with no close
+          // frame (uNetworking/uWebSockets#1583, #1928; fixed upstream by #1929, 2026). cork() then reads the HTTP
+          // state from memory that is already the WebSocket's. Uncorked, uWS prints one warning at the first
+          // upgrade and the 101 goes out in its own write, as it would anyway.
+          res.upgrade<UserData>({ auth, session: undefined }, key, protocol, extensions, context);
         },
         (err: unknown) => {
           if (aborted) return;

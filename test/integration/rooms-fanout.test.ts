@@ -114,13 +114,14 @@ for (const kind of STORE_KINDS) {
     it('the same with kill -9 of the server in the middle: nothing stored is lost, one order, once each', async () => {
       const dataDir = h.tempDir();
       const storeEnv = await h.storeEnv();
-      let server = await startChild({ DATA_DIR: dataDir, REGISTRATIONS_PER_MINUTE: '1000000', ...storeEnv });
+      let server = await startChild({ DATA_DIR: dataDir, REGISTRATIONS_PER_MINUTE: '1000000', LOG_LEVEL: 'debug', ...storeEnv });
       children.push(server);
+      const servers = [server]; // `children` is emptied by afterEach, which runs before onTestFailed's callbacks
       // Where it stood, should it fail or run out of time (it did once in a loaded full run on the stand-in):
       // the step, and what each server process logged above info and wrote to stderr.
       let step = 'accounts';
       onTestFailed(() => {
-        const said = children.map((c, i) => `server ${i + 1}: ${c.logs.filter((l) => l.level !== 'info' && l.level !== 'debug').slice(-20).map((l) => JSON.stringify(l)).join('\n')}\n${c.stderr().slice(-2000)}`);
+        const said = servers.map((c, i) => `server ${i + 1}: ${c.logs.slice(-40).map((l) => JSON.stringify(l)).join('\n')}\n${c.stderr().slice(-2000)}`);
         console.log(`kill -9 fan-out stopped at: ${step}\n${said.join('\n')}`);
       });
       const names = Array.from({ length: MEMBERS }, (_, i) => `k${String(i).padStart(2, '0')}`);
@@ -158,8 +159,9 @@ for (const kind of STORE_KINDS) {
       expect((await server.exited).signal).toBe('SIGKILL');
       const storedBefore = stored();
 
-      server = await startChild({ DATA_DIR: dataDir, ...storeEnv });
+      server = await startChild({ DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...storeEnv });
       children.push(server);
+      servers.push(server);
       url = wsUrl(server.url);
       const second: Member[] = [];
       for (let i = 0; i < MEMBERS; i++) {

@@ -13,8 +13,8 @@ type Frame<T> = T extends typeof Op.Receipt ? FlatReceipt : Extract<ServerFrame,
 export interface Wire {
   ws: WebSocket;
   frames: Array<ServerFrame | ChunkFrame>;
-  /** Resolves with the close code (and reason) once the socket closes. */
-  closed: Promise<{ code: number; reason: string }>;
+  /** Resolves with the close code (and reason, and any socket errors seen) once the socket closes. */
+  closed: Promise<{ code: number; reason: string; errors: string[] }>;
   /** Resolves when the socket opened; rejects with the HTTP status if the upgrade was refused. */
   opened: Promise<void>;
   send(frame: ClientFrame | Record<string, unknown>): void;
@@ -43,8 +43,10 @@ export function wire(ws: WebSocket): Wire {
       }
     }
   });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
-    ws.on('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() }));
+  const errors: string[] = [];
+  ws.on('error', (err: Error) => errors.push(err.message));
+  const closed = new Promise<{ code: number; reason: string; errors: string[] }>((resolve) => {
+    ws.on('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString(), errors }));
   });
   const opened = new Promise<void>((resolve, reject) => {
     ws.on('open', () => resolve());
@@ -68,8 +70,9 @@ export async function helloWire(ws: WebSocket, follow?: string[]): Promise<Wire>
   const w = wire(ws);
   await w.opened;
   w.send(follow ? { t: Op.Hello, v: PROTOCOL_VERSION, follow } : { t: Op.Hello, v: PROTOCOL_VERSION });
-  const shut = w.closed.then(({ code, reason }) => {
-    throw new Error(`closed with ${code} (${reason || 'no reason'}) before its welcome; frames: ${JSON.stringify(w.frames.map((f) => f.t))}`);
+  const shut = w.closed.then(({ code, reason, errors }) => {
+    const why = errors.length > 0 ? `; socket errors: ${errors.join('; ')}` : '';
+    throw new Error(`closed with ${code} (${reason || 'no reason'}) before its welcome; frames: ${JSON.stringify(w.frames.map((f) => f.t))}${why}`);
   });
   shut.catch(() => undefined);
   await Promise.race([w.next(Op.Welcome), shut]);
