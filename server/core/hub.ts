@@ -27,7 +27,7 @@ import { Presence } from './presence.ts';
 import { RemoteStreams } from './remote-streams.ts';
 import { Rooms, type RoomOptions } from './rooms.ts';
 import {
-  EnvelopeKind, RouterError, RouterErrorCode, viaRouter,
+  EnvelopeKind, newerSession, RouterError, RouterErrorCode, viaRouter,
   type AddressedEnvelope, type BusHealth, type Claim, type PresenceEnvelope, type Router, type RouterReceiver,
 } from './router.ts';
 import { ticks, type Session } from './session.ts';
@@ -204,8 +204,14 @@ export class Hub {
       this.log.info({ conn: s.id, user: s.name }, 'replaced session turned away');
       return turnAway({ t: Op.Takeover, message: 'signed in elsewhere' }, CloseCode.TAKEOVER, 'signed in elsewhere');
     }
-    s.lastSeen = s.creditAt = ticks(this.clock.now());
     const previous = this.online.get(s.key);
+    if (previous && newerSession(previous, s)) {
+      // The fence's order, here too: an older session (authenticated before a sign-in on another node replaced
+      // it) does not close the newer one's socket; its claim would be refused anyway (SUPERSEDED).
+      this.log.info({ conn: s.id, user: s.name }, 'older session turned away: a newer one is live here');
+      return turnAway({ t: Op.Takeover, message: 'signed in elsewhere' }, CloseCode.TAKEOVER, 'signed in elsewhere');
+    }
+    s.lastSeen = s.creditAt = ticks(this.clock.now());
     if (previous) {
       if (previous.sid === s.sid) {
         this.detach(previous, CloseCode.REPLACED, 'replaced by a newer connection of this session', AbortReason.RECIPIENT_DISCONNECTED);

@@ -630,6 +630,23 @@ describe('hub: two nodes on one in-process bus', () => {
     expect(carol.of(Op.Presence).filter((p) => p.name === 'bob').map((p) => p.online)).toEqual([false, true]);
   });
 
+  it('an older session opening on the node where the newest is live is turned away with 4001; the newest stays', async () => {
+    const { n1, n2 } = cluster();
+    rankOf('older'); // signed in first...
+    const newer = n1.connect('bob', { sid: 'newer' });
+    await settle();
+    // ...its socket authenticated before the newer sign-in (on n2) replaced it, and opens on n1 only now.
+    await n2.accounts.onTakeover('bob', 'newer', ['older']);
+    const older = n1.connect('bob', { sid: 'older' });
+    await settle();
+    expect(older.of(Op.Takeover)).toHaveLength(1);
+    expect(older.closedWith?.code).toBe(CloseCode.TAKEOVER);
+    expect(older.of(Op.Welcome)).toHaveLength(0);
+    expect(newer.closedWith).toBeUndefined();
+    expect(newer.of(Op.Takeover)).toHaveLength(0);
+    expect(n1.hub.onlineCount).toBe(1);
+  });
+
   it('a session closed before its turn to claim claims nothing: the newer session on the other node keeps the name', async () => {
     const bus = new LocalBus();
     const store = new MemoryStore();
