@@ -56,7 +56,7 @@ export async function runRouter(seconds: number): Promise<void> {
   const b = new LocalRouter({ nodeId: 'b', bus });
   await a.start(taker);
   await b.start(taker);
-  const held = await b.claim('bob', 's1');
+  const held = await b.claim('bob', 's1', 1);
   const env = envelope('a');
   const online = new Map([['bob', held]]);
   const n = 2_000_000;
@@ -79,7 +79,7 @@ export async function runRouter(seconds: number): Promise<void> {
     routers.push(na, nb);
     await na.start(taker);
     await nb.start(taker);
-    const claim: Claim = await nb.claim('bob', 's1');
+    const claim: Claim = await nb.claim('bob', 's1', 1);
     const e = envelope('bench-a');
     const rows: Array<Array<string | number>> = [];
     for (const [label, inFlight, fn] of [

@@ -5,7 +5,9 @@
  * - **Claims and the fence** live in a JetStream KV bucket (`<prefix>-claims`, file storage, history 1), one key per
  *   name ever claimed, written only by compare-and-set on the entry's revision: a claim reads the entry, writes
  *   `epoch = max(previous + 1, now in ms)` with `update(key, value, revision)`, and starts over when another node
- *   wrote first. A release writes a tombstone that keeps the epoch, so epochs of a name grow across releases too;
+ *   wrote first; the entry read also decides SUPERSEDED (a newer session's claim holds the name: nothing written),
+ *   so the rank check and the write are one compare-and-set. A release writes a tombstone that keeps the epoch, so
+ *   epochs of a name grow across releases too;
  *   the clock floor keeps them growing even if the bucket were wiped. A node keeps its own current claims in
  *   `held`; an envelope addressed to an epoch it does not hold is answered `stale`.
  * - **Envelopes** are msgpack on core NATS. Each node listens on `<prefix>.node.<nodeId>`: answered envelopes are
@@ -31,7 +33,7 @@ import { Limits } from '../../shared/protocol.ts';
 import type { Logger } from '../core/logger.ts';
 import { KeyedMutex } from '../core/mutex.ts';
 import {
-  RouterError, type AddressedEnvelope, type BusHealth, type ChunkEnvelope, type Claim, type DeliveryStatus, type NodeId,
+  newerSession, RouterError, type AddressedEnvelope, type BusHealth, type ChunkEnvelope, type Claim, type DeliveryStatus, type NodeId,
   type PresenceEnvelope, type Router, type RouterReceiver, type SettledEnvelope,
 } from '../core/router.ts';
 
@@ -75,8 +77,11 @@ const BATCH_MAX = 256;
 const BATCH_BYTES = 512 * 1024;
 /** What goes to every node. */
 type AllMessage = { hb: NodeId } | { bye: NodeId } | { p: PresenceEnvelope };
-/** A KV value: a live claim, or a released name's tombstone (`s` absent) that keeps its epoch. */
-interface ClaimValue { e: number; s?: string; n?: NodeId }
+/**
+ * A KV value: a live claim, or a released name's tombstone (`s` absent) that keeps its epoch. `r`: the claim's
+ * rank; absent in values written before ranks, which then count as the oldest session (any claim takes over).
+ */
+interface ClaimValue { e: number; s?: string; n?: NodeId; r?: number }
 
 /** A rough upper bound of one message's encoded size (see `Batch.bytes`): texts and read receipts vary. */
 function estimate(msg: NodeMessage): number {
@@ -203,19 +208,24 @@ export class NatsRouter implements Router {
     return this.state;
   }
 
-  claim(key: string, sid: string): Promise<Claim> {
+  claim(key: string, sid: string, rank: number): Promise<Claim> {
     const kv = this.ready();
     // One claim of a name at a time per node: compare-and-set then only races the other nodes, each of which
     // wins a round, so a claim needs at most about as many rounds as there are nodes.
-    return this.claiming.run(key, () => this.claimOnce(kv, key, sid));
+    return this.claiming.run(key, () => this.claimOnce(kv, key, sid, rank));
   }
 
-  private async claimOnce(kv: KV, key: string, sid: string): Promise<Claim> {
+  private async claimOnce(kv: KV, key: string, sid: string, rank: number): Promise<Claim> {
     const k = kvKey(key);
     for (let attempt = 0; attempt < CLAIM_ROUNDS; attempt++) {
       const entry = await this.kvCall(() => kv.get(k));
       const prev = entry ? readValue(entry) : null;
-      const claim: Claim = { key, sid, node: this.nodeId, epoch: Math.max((prev?.e ?? 0) + 1, Date.now()) };
+      // Decided against the entry the write below is conditional on: a newer session's claim landing meanwhile
+      // makes the write fail, and the next round sees it.
+      if (prev?.s !== undefined && newerSession({ rank: rankOf(prev), sid: prev.s }, { rank, sid })) {
+        throw new RouterError('SUPERSEDED', `a newer session holds ${key}`);
+      }
+      const claim: Claim = { key, sid, node: this.nodeId, epoch: Math.max((prev?.e ?? 0) + 1, Date.now()), rank };
       const value = pack(toValue(claim));
       try {
         if (entry) await kv.update(k, value, entry.revision);
@@ -228,7 +238,7 @@ export class NatsRouter implements Router {
       if (!mine || mine.epoch < claim.epoch) this.held.set(key, claim);
       if (mine && mine.epoch < claim.epoch) this.receiver?.lost(mine, claim);
       if (prev?.s !== undefined && prev.n !== undefined && prev.n !== this.nodeId) {
-        await this.tellLost({ key, sid: prev.s, node: prev.n, epoch: prev.e }, claim);
+        await this.tellLost(claimOf(key, prev, prev.s, prev.n), claim);
       }
       return claim;
     }
@@ -256,7 +266,7 @@ export class NatsRouter implements Router {
     const entry = await this.kvCall(() => kv.get(kvKey(key)));
     const v = entry ? readValue(entry) : null;
     if (!v || v.s === undefined || v.n === undefined) return null;
-    const claim: Claim = { key, sid: v.s, node: v.n, epoch: v.e };
+    const claim = claimOf(key, v, v.s, v.n);
     if (claim.node === this.nodeId) return this.held.get(key)?.epoch === claim.epoch ? claim : null;
     return this.isGone(claim.node) ? null : claim;
   }
@@ -328,7 +338,7 @@ export class NatsRouter implements Router {
       this.mirror.delete(key);
       return;
     }
-    const claim: Claim = { key, sid: v.s, node: v.n, epoch: v.e };
+    const claim = claimOf(key, v, v.s, v.n);
     this.mirror.set(key, claim);
     const mine = this.held.get(key);
     if (mine && mine.epoch < claim.epoch) {
@@ -557,7 +567,16 @@ function kvKey(key: string): string {
 }
 
 function toValue(c: Claim): ClaimValue {
-  return { e: c.epoch, s: c.sid, n: c.node };
+  return { e: c.epoch, s: c.sid, n: c.node, r: c.rank };
+}
+
+/** The claim a live KV value holds (`sid`, `node`: its `s` and `n`, checked present by the caller). */
+function claimOf(key: string, v: ClaimValue, sid: string, node: NodeId): Claim {
+  return { key, sid, node, epoch: v.e, rank: rankOf(v) };
+}
+
+function rankOf(v: ClaimValue): number {
+  return typeof v.r === 'number' ? v.r : 0;
 }
 
 function readValue(entry: KvEntry): ClaimValue | null {

@@ -39,6 +39,11 @@ export interface Auth {
   /** The session's in-memory id (see `sessionId`). */
   sid: string;
   expires: number;
+  /**
+   * When the session was signed in (`SessionRecord.created`, ms): its rank among the name's sessions, with `sid`
+   * breaking ties (the store's `isNewerSession` order). The hub claims the name with it (`Router.claim`).
+   */
+  created: number;
   /** True when a newer sign-in took this session over: the socket is told so and closed at once. */
   replaced: boolean;
 }
@@ -58,7 +63,7 @@ export function sessionId(tokenHash: string): string {
 }
 
 /** What the outage cache keeps of a session whose socket closed. */
-type CachedSession = Pick<SessionRecord, 'key' | 'name' | 'expires' | 'replacedAt'>;
+type CachedSession = Pick<SessionRecord, 'key' | 'name' | 'created' | 'expires' | 'replacedAt'>;
 
 /** Wraps store calls so an outage becomes the coded error clients understand. */
 export async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
@@ -229,7 +234,7 @@ export class Accounts {
     const name = session.name ?? (await this.lookup(session.key));
     if (name === null) return null;
     // One string for both when the display name is its own key (most names), rather than two equal ones.
-    return { name: name === session.key ? session.key : name, key: session.key, sid, expires: session.expires, replaced: this.isReplaced(sid, session) };
+    return { name: name === session.key ? session.key : name, key: session.key, sid, expires: session.expires, created: session.created, replaced: this.isReplaced(sid, session) };
   }
 
   /** Decided synchronously at the moment a socket opens, so two sockets of one name are never both live. */
@@ -326,9 +331,9 @@ export class Accounts {
    * Remembers a session whose socket just closed, so it can reconnect while the store is down. Sessions with a
    * live socket are not kept here: their socket's state has what is needed, and idle connections stay small.
    */
-  rememberSession(sid: string, key: string, name: string, expires: number): void {
+  rememberSession(sid: string, key: string, name: string, created: number, expires: number): void {
     if (this.isEnded(sid)) return; // its socket is closing because it signed out
-    this.sessions.set(sid, { key, name, expires });
+    this.sessions.set(sid, { key, name, created, expires });
   }
 
   /** A session's socket opened: it no longer needs the outage cache. */

@@ -9,7 +9,8 @@
  * `drain` and `closed`; HTTP sign-in reaches it through `Accounts.onTakeover`; the router through `receiver`.
  *
  * One live session per name across nodes: `open` claims the name (`Router.claim`) and keeps the claim on the
- * session; a claim lost to a newer one (`receiver.lost`) closes its socket with TAKEOVER; close releases it.
+ * session; a claim lost to a newer one (`receiver.lost`), or refused because a newer session holds the name
+ * (SUPERSEDED), closes its socket with TAKEOVER; close releases it.
  * A claim the router cannot make (bus down) closes the socket with TRY_AGAIN: a node that cannot claim cannot
  * know who else holds the name.
  */
@@ -26,7 +27,7 @@ import { Presence } from './presence.ts';
 import { RemoteStreams } from './remote-streams.ts';
 import { Rooms, type RoomOptions } from './rooms.ts';
 import {
-  EnvelopeKind, RouterError, viaRouter,
+  EnvelopeKind, newerSession, RouterError, RouterErrorCode, viaRouter,
   type AddressedEnvelope, type BusHealth, type Claim, type PresenceEnvelope, type Router, type RouterReceiver,
 } from './router.ts';
 import { ticks, type Session } from './session.ts';
@@ -203,8 +204,14 @@ export class Hub {
       this.log.info({ conn: s.id, user: s.name }, 'replaced session turned away');
       return turnAway({ t: Op.Takeover, message: 'signed in elsewhere' }, CloseCode.TAKEOVER, 'signed in elsewhere');
     }
-    s.lastSeen = s.creditAt = ticks(this.clock.now());
     const previous = this.online.get(s.key);
+    if (previous && newerSession(previous, s)) {
+      // The fence's order, here too: an older session (authenticated before a sign-in on another node replaced
+      // it) does not close the newer one's socket; its claim would be refused anyway (SUPERSEDED).
+      this.log.info({ conn: s.id, user: s.name }, 'older session turned away: a newer one is live here');
+      return turnAway({ t: Op.Takeover, message: 'signed in elsewhere' }, CloseCode.TAKEOVER, 'signed in elsewhere');
+    }
+    s.lastSeen = s.creditAt = ticks(this.clock.now());
     if (previous) {
       if (previous.sid === s.sid) {
         this.detach(previous, CloseCode.REPLACED, 'replaced by a newer connection of this session', AbortReason.RECIPIENT_DISCONNECTED);
@@ -222,7 +229,7 @@ export class Hub {
 
   /** Claims the session's name cluster-wide; `first`: no session of the name was here, so others are told. */
   private claimName(s: Session, first: boolean): void {
-    const pending = this.claimTurns.run(s.key, () => (s.phase === 'closed' ? Promise.reject(NOT_CLAIMED) : viaRouter(() => this.router.claim(s.key, s.sid))));
+    const pending = this.claimTurns.run(s.key, () => (s.phase === 'closed' ? Promise.reject(NOT_CLAIMED) : viaRouter(() => this.router.claim(s.key, s.sid, s.rank))));
     this.claiming.set(s, pending);
     pending.then((claim) => {
       this.claiming.delete(s);
@@ -237,8 +244,20 @@ export class Hub {
       if (early?.claim.epoch === claim.epoch) return this.lost(claim, early.by);
       if (first) this.broadcast({ k: EnvelopeKind.Presence, key: s.key, name: s.name, online: true, origin: this.router.nodeId });
     }, (err: unknown) => {
-      this.claiming.delete(s);
       this.lostEarly.delete(s);
+      if (err instanceof RouterError && err.code === RouterErrorCode.SUPERSEDED) {
+        // A newer session holds the name (its sign-in replaced this one while this socket's claim was on its
+        // way): told and closed, never welcomed. Still in `claiming` while it closes, so its close announces
+        // no offline; that waits for the name to be held nowhere, as the holder is on another node.
+        if (s.phase !== 'closed') {
+          s.log.info({}, 'claim refused: a newer session holds the name');
+          this.kick(s);
+        }
+        this.claiming.delete(s);
+        if (!this.online.has(s.key)) void this.offlineUnlessHeld(s.key, s.name);
+        return;
+      }
+      this.claiming.delete(s);
       if (err === NOT_CLAIMED) {
         if (!this.online.has(s.key)) void this.offlineUnlessHeld(s.key, s.name);
       } else if (s.phase !== 'closed') {
@@ -480,7 +499,7 @@ export class Hub {
 
   private release(s: Session, abort: AbortReasonName): void {
     s.phase = 'closed';
-    this.accounts.rememberSession(s.sid, s.key, s.name, s.expires);
+    this.accounts.rememberSession(s.sid, s.key, s.name, s.rank, s.expires);
     s.drain?.batchDone?.();
     this.streams.sessionGone(s, abort);
     this.remoteStreams.sessionGone(s, abort);

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  RouterError, type AddressedEnvelope, type BusHealth, type ChunkEnvelope, type Claim, type DeliveryStatus, type NodeId,
+  newerSession, RouterError, type AddressedEnvelope, type BusHealth, type ChunkEnvelope, type Claim, type DeliveryStatus, type NodeId,
   type PresenceEnvelope, type Router, type RouterReceiver, type SettledEnvelope,
 } from './router.ts';
 
@@ -56,10 +56,13 @@ export class LocalRouter implements Router {
     return UP;
   }
 
-  claim(key: string, sid: string): Promise<Claim> {
+  claim(key: string, sid: string, rank: number): Promise<Claim> {
     if (!this.live()) return this.closed();
-    const claim: Claim = { key, sid, node: this.nodeId, epoch: ++this.bus.epoch };
     const previous = this.bus.claims.get(key);
+    if (previous && newerSession(previous, { rank, sid })) {
+      return Promise.reject(new RouterError('SUPERSEDED', `a newer session holds ${key}`));
+    }
+    const claim: Claim = { key, sid, node: this.nodeId, epoch: ++this.bus.epoch, rank };
     this.bus.claims.set(key, claim);
     if (previous) this.bus.nodes.get(previous.node)?.receiver?.lost(previous, claim);
     return Promise.resolve(claim);

@@ -13,6 +13,13 @@
  *   wins; the earlier holder is told (`RouterReceiver.lost`) and is *fenced*: `check` refuses its epoch, and
  *   envelopes addressed to its epoch are answered `stale`, so a node that missed the kick still cannot deliver or
  *   consume for the session that lost the name.
+ * - A claim carries its session's **rank**: where the session stands in its name's sign-in order, the same on
+ *   every node (the hub passes the store's `SessionRecord.created`; of two sessions of one rank the larger `sid`
+ *   is the newer, which is the store's own order, `isNewerSession`, since a sid is the token hash's first bytes).
+ *   A claim yields to a newer *session*, not to a later arrival: the fence refuses (SUPERSEDED) a claim whose
+ *   session is older than that of the claim holding the name, so an older session's claim that was in flight
+ *   when a newer sign-in replaced it cannot land after the newest session's claim and take the name from it. A
+ *   newer session's claim, or one of the same session (a reconnect), takes over as described above.
  * - An **envelope** is what crosses between nodes: data, one discriminated union (`Envelope`), each kind with a
  *   stated delivery guarantee (see `EnvelopeKind`).
  * - The **bus** is whatever carries envelopes between nodes. The in-process adapter has none and is always up.
@@ -33,6 +40,16 @@ export interface Claim {
   readonly node: NodeId;
   /** Fencing token: grows with every claim of `key`, never reused, never smaller, across every node. */
   readonly epoch: number;
+  /** The session's rank (see the vocabulary above): its `SessionRecord.created`, ms. 0 when unknown (oldest). */
+  readonly rank: number;
+}
+
+/**
+ * Whether session `a` is newer than session `b` of the same name, by rank then sid: the order the fence keeps
+ * (and the store's `isNewerSession`). A session is not newer than itself.
+ */
+export function newerSession(a: Pick<Claim, 'rank' | 'sid'>, b: Pick<Claim, 'rank' | 'sid'>): boolean {
+  return a.rank > b.rank || (a.rank === b.rank && a.sid > b.sid);
 }
 
 /**
@@ -252,6 +269,11 @@ export const RouterErrorCode = {
   STALE_EPOCH: 'STALE_EPOCH',
   /** `claim`: lost the compare-and-set race too many times in a row. Retryable. */
   CLAIM_CONFLICT: 'CLAIM_CONFLICT',
+  /**
+   * `claim`: a newer session of the name holds it (`newerSession`); nothing was written, nobody was told. Not
+   * retryable: the session was replaced, and the hub closes its socket with TAKEOVER.
+   */
+  SUPERSEDED: 'SUPERSEDED',
 } as const;
 export type RouterErrorCode = (typeof RouterErrorCode)[keyof typeof RouterErrorCode];
 
@@ -313,12 +335,17 @@ export interface Router {
   health(): BusHealth;
 
   /**
-   * Makes `sid` the holder of `key` on this node with a new, larger epoch. Whoever held it before (here or on
-   * another node) is told (`lost`) before this resolves, or within the adapter's request timeout if its node does
-   * not answer. Concurrent claims of one name from any nodes are ordered by the epoch: the one with the larger
-   * epoch is the holder once both resolved.
+   * Makes `sid` (of rank `rank`) the holder of `key` on this node with a new, larger epoch, unless the claim holding
+   * `key` now is of a newer session (`newerSession`): then it rejects with SUPERSEDED, writes nothing and tells
+   * nobody. The holder compared with is whatever claim the fence has, also one whose node is gone: a newer session
+   * whose node died still outranks an older one (its own reconnect, of the same rank and sid, takes over). A
+   * released name has no holder, so any claim of it is made: the fence keeps no ranks of released claims, and a
+   * session the store marks replaced is turned away by the hub before it claims. Whoever held it before (here or
+   * on another node) is told (`lost`) before this resolves, or within the adapter's request timeout if its node
+   * does not answer. Concurrent claims of one name from any nodes: the newest session's ends up the holder, and
+   * of claims of one session the one with the larger epoch, once all resolved.
    */
-  claim(key: string, sid: string): Promise<Claim>;
+  claim(key: string, sid: string, rank: number): Promise<Claim>;
   /**
    * Gives the name up if `claim` still holds it; returns whether it did. A claim that already lost its name
    * changes nothing (the newer holder stays).

@@ -93,6 +93,8 @@ export abstract class Session implements Conn {
   creditAt = this.lastSeen;
   /** Session expiry in whole seconds on the `ticks` scale (rounded down). */
   readonly expiresSec: number;
+  /** `Auth.created` on the `ticks` scale (see `rank`). */
+  private readonly createdAt: number;
   drain: Drain | undefined;
   /** See `Activity`; `activity` makes it. */
   act: Activity | undefined;
@@ -110,6 +112,7 @@ export abstract class Session implements Conn {
     this.sid = auth.sid;
     this.credit = burst * 1000;
     this.expiresSec = Math.floor((auth.expires - T0) / 1000);
+    this.createdAt = ticks(auth.created);
   }
 
   abstract readonly id: number;
@@ -122,6 +125,11 @@ export abstract class Session implements Conn {
 
   get activity(): Activity {
     return (this.act ??= new Activity());
+  }
+
+  /** The session's rank among its name's sessions (`Auth.created`, ms since the epoch): what it claims the name with. */
+  get rank(): number {
+    return T0 + this.createdAt;
   }
 
   /** Expiry as ms since the epoch (to the second, never later than the real one). */

@@ -12,7 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { IncomingMessage, ParleyClient } from '../../client/sdk/client.ts';
-import { signIn } from '../../client/sdk/http.ts';
+import { sessionValid, signIn } from '../../client/sdk/http.ts';
 import { Streams } from '../../client/sdk/streams.ts';
 import { CloseCode } from '../../shared/codes.ts';
 import { Op, PROTOCOL_VERSION } from '../../shared/protocol.ts';
@@ -152,11 +152,13 @@ describe('the queue across nodes', () => {
 });
 
 describe('one live session per name across nodes', () => {
-  it('100 sign-ins of one name racing over three nodes leave exactly one socket, which receives; every other is told and closed with 4001', async () => {
+  it('100 sign-ins of one name racing over three nodes leave exactly one socket, the newest sign-in\'s, which receives; every other is told and closed with 4001', async () => {
     await h.account(cluster.node(0), 'kim');
+    const tokens: string[] = [];
     const attempts: Wire[] = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
       // Signed in on one node, the socket on another: every takeover crosses the bus.
       const { token } = await signIn({ baseUrl: cluster.node(i % 3).url }, 'kim', PASSWORD);
+      tokens[i] = token;
       const w = wire(h.rawSocket(wsUrl(cluster.node((i + 1) % 3).url), token));
       await w.opened;
       w.send({ t: Op.Hello, v: PROTOCOL_VERSION });
@@ -203,6 +205,11 @@ describe('one live session per name across nodes', () => {
     console.log(`100 racing sign-ins: ${open.length} open; close codes ${JSON.stringify(Object.fromEntries([...new Set(codes0)].map((c) => [c, codes0.filter((x) => x === c).length])))}`);
     expect(open).toHaveLength(1);
     const survivor = open[0]!;
+    // The survivor is the newest sign-in: the one session the store left live (every other is marked replaced
+    // and no longer signs anything in), whatever order the sockets' claims reached the fence in.
+    const valid = await Promise.all(tokens.map((t, i) => sessionValid({ baseUrl: cluster.node(i % 3).url }, t)));
+    expect(valid.filter((v) => v !== false)).toEqual([true]);
+    expect(attempts.indexOf(survivor), overall()).toBe(valid.indexOf(true));
     // The survivor's welcome can come after the others closed: its claim of the name may still be on its way
     // (claims of one name are made one at a time per node), and until welcome any frame gets NOT_READY.
     await within(survivor.next(Op.Welcome), 'the survivor\'s welcome', 30_000, () => `${seen(survivor)}; ${overall()}`);

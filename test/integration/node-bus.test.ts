@@ -38,7 +38,7 @@ describe('a node and its bus', () => {
     const b = await h.server({ NATS_URL: nats.url, NODE_ID: 'node-b' });
     expect(a.router).toMatchObject({ kind: 'nats', nodeId: 'node-a' });
     expect(a.router.health()).toEqual({ up: true });
-    const claim = await a.router.claim('bob', 'sid-1');
+    const claim = await a.router.claim('bob', 'sid-1', 1);
     expect(await b.router.locate('bob')).toEqual(claim);
     expect(await health(b.url)).toMatchObject({ status: 'ok', node: 'node-b', bus: { kind: 'nats', up: true } });
     await a.stop();

@@ -17,7 +17,7 @@ defineRouterContract('in-process', async () => {
     async doomed(nodeId, key) {
       const r = new LocalRouter({ nodeId, bus });
       await r.start({ envelope: () => true, settled: () => undefined, presence: () => undefined, lost: () => undefined, nodeGone: () => undefined, health: () => undefined });
-      const claim = await r.claim(key, `${nodeId}-session`);
+      const claim = await r.claim(key, `${nodeId}-session`, 1);
       return { nodeId, claim, kill: async () => r.crash() };
     },
     goneWithin: 'at once (same process)',

@@ -71,7 +71,7 @@ describe('NatsRouter: a node that was away', () => {
     const rs = new RecordingReceiver();
     await slow.start(rs);
     await fast.start(new RecordingReceiver());
-    const old = await slow.claim('bob', 's1');
+    const old = await slow.claim('bob', 's1', 1);
 
     await nats.kill();
     await until(() => !slow.health().up && !fast.health().up, 'both see the bus down');
@@ -80,7 +80,7 @@ describe('NatsRouter: a node that was away', () => {
     let taken: Claim | undefined;
     while (!taken) {
       // JetStream answers a moment after the restart; until then the claim rejects with a coded error.
-      taken = await fast.claim('bob', 's2').catch((err: unknown) => {
+      taken = await fast.claim('bob', 's2', 2).catch((err: unknown) => {
         expect(err).toBeInstanceOf(RouterError);
         return new Promise<undefined>((r) => setTimeout(r, 20));
       });

@@ -10,6 +10,6 @@ const router = new NatsRouter({
   heartbeatMs: Number(process.env.HEARTBEAT_MS), logger: createLogger('silent'),
 });
 await router.start({ envelope: () => true, settled: () => undefined, presence: () => undefined, lost: () => undefined, nodeGone: () => undefined, health: () => undefined });
-const claim = await router.claim(process.env.CLAIM_KEY!, `${process.env.NODE_ID}-session`);
+const claim = await router.claim(process.env.CLAIM_KEY!, `${process.env.NODE_ID}-session`, 1);
 process.stdout.write(JSON.stringify(claim) + '\n');
 setInterval(() => undefined, 60_000);

@@ -22,9 +22,19 @@ const OPTS: HubOptions = {
 };
 
 let hubs: Hub[] = [];
+/**
+ * Each session's rank (`Auth.created`), by sid, for the test: a sid's first socket gives it the next one, so a
+ * session connected later is a newer sign-in, and a reconnect of one session keeps its rank.
+ */
+const ranks = new Map<string, number>();
 afterEach(async () => {
   for (const h of hubs.splice(0)) await h.shutdown();
+  ranks.clear();
 });
+const rankOf = (sid: string): number => {
+  if (!ranks.has(sid)) ranks.set(sid, Date.now() - 60_000 + ranks.size);
+  return ranks.get(sid)!;
+};
 
 /**
  * One node: a hub on a fake clock and an in-process router. Nodes made with the same `bus` and `store` are
@@ -46,7 +56,8 @@ function setup(opts: { bus?: LocalBus; store?: MemoryStore; node?: string; route
   let sid = 0;
   /** Opens a socket for `name` (a new session unless `sameSid`), optionally sending hello. */
   const connect = (name: string, opts: { hello?: boolean; sid?: string } = {}): FakeSession => {
-    const auth: Auth = { name, key: name, sid: opts.sid ?? `s${++sid}`, expires: clock.now() + 86_400_000, replaced: false };
+    const id = opts.sid ?? `s${++sid}`;
+    const auth: Auth = { name, key: name, sid: id, expires: clock.now() + 86_400_000, created: rankOf(id), replaced: false };
     const s = new FakeSession(auth);
     hub.open(s, auth);
     if (opts.hello !== false) frame(s, { t: Op.Hello, v: PROTOCOL_VERSION });
@@ -247,9 +258,9 @@ describe('hub: queue order for a recipient not yet looked up', () => {
 /** The in-process router with claims the test resolves or rejects by hand (as a NATS round trip would take time). */
 class SlowClaims extends LocalRouter {
   readonly waiting: Array<{ go: () => void; fail: (err: Error) => void }> = [];
-  override claim(key: string, sid: string): Promise<Claim> {
+  override claim(key: string, sid: string, rank: number): Promise<Claim> {
     return new Promise((resolve, reject) => this.waiting.push({
-      go: () => resolve(super.claim(key, sid)),
+      go: () => resolve(super.claim(key, sid, rank)),
       fail: reject,
     }));
   }
@@ -321,8 +332,8 @@ class SlowClaimAnswers extends LocalRouter {
     });
   }
 
-  override claim(key: string, sid: string): Promise<Claim> {
-    const made = super.claim(key, sid);
+  override claim(key: string, sid: string, rank: number): Promise<Claim> {
+    const made = super.claim(key, sid, rank);
     return new Promise((resolve, reject) => this.answers.push(() => void made.then(resolve, reject)));
   }
 }
@@ -577,6 +588,63 @@ describe('hub: two nodes on one in-process bus', () => {
     expect(newer.of(Op.Welcome)).toHaveLength(1);
     expect(newer.closedWith).toBeUndefined();
     expect([n1.hub.onlineCount, n2.hub.onlineCount]).toEqual([0, 1]);
+  });
+
+  it("an older session's claim that lands after the newest session's is refused: the newest stays live, the older is closed with 4001", async () => {
+    const bus = new LocalBus();
+    const store = new MemoryStore();
+    const slow = new SlowClaims({ nodeId: 'n1', bus });
+    const n1 = setup({ bus, store, router: slow });
+    const n2 = setup({ bus, store, node: 'n2' });
+    const carol = n2.connect('carol');
+    await settle();
+    n2.frame(carol, { t: Op.Follow, names: ['bob'] });
+    await settle();
+    // The older session's socket opened on n1 (its session was current then) and its claim is on its way...
+    const older = n1.connect('bob', { sid: 'older' });
+    await settle();
+    expect(slow.waiting).toHaveLength(1);
+    // ...when a newer sign-in on n2 replaces it: nobody holds the name yet, so there is no socket to close.
+    await n2.accounts.onTakeover('bob', 'newer', ['older']);
+    const newer = n2.connect('bob', { sid: 'newer' });
+    await settle();
+    expect(newer.of(Op.Welcome)).toHaveLength(1);
+    // The older claim lands after the newest session's.
+    slow.waiting[0]!.go();
+    await settle();
+    expect(older.of(Op.Welcome)).toHaveLength(0);
+    expect(older.of(Op.Takeover)).toHaveLength(1);
+    expect(older.closedWith?.code).toBe(CloseCode.TAKEOVER);
+    expect(newer.of(Op.Takeover)).toHaveLength(0);
+    expect(newer.closedWith).toBeUndefined();
+    expect([n1.hub.onlineCount, n2.hub.onlineCount]).toEqual([0, 2]); // n2: bob and carol
+    // The newest session still receives, from either node.
+    const alice = n1.connect('alice');
+    await settle();
+    slow.waiting[1]!.go();
+    await settle();
+    n1.send(alice, 'bob', 'after-race-x');
+    await settle();
+    expect(ids(newer)).toEqual(['after-race-x']);
+    // Followers saw bob offline when they followed, then online, and no offline from the refused socket.
+    expect(carol.of(Op.Presence).filter((p) => p.name === 'bob').map((p) => p.online)).toEqual([false, true]);
+  });
+
+  it('an older session opening on the node where the newest is live is turned away with 4001; the newest stays', async () => {
+    const { n1, n2 } = cluster();
+    rankOf('older'); // signed in first...
+    const newer = n1.connect('bob', { sid: 'newer' });
+    await settle();
+    // ...its socket authenticated before the newer sign-in (on n2) replaced it, and opens on n1 only now.
+    await n2.accounts.onTakeover('bob', 'newer', ['older']);
+    const older = n1.connect('bob', { sid: 'older' });
+    await settle();
+    expect(older.of(Op.Takeover)).toHaveLength(1);
+    expect(older.closedWith?.code).toBe(CloseCode.TAKEOVER);
+    expect(older.of(Op.Welcome)).toHaveLength(0);
+    expect(newer.closedWith).toBeUndefined();
+    expect(newer.of(Op.Takeover)).toHaveLength(0);
+    expect(n1.hub.onlineCount).toBe(1);
   });
 
   it('a session closed before its turn to claim claims nothing: the newer session on the other node keeps the name', async () => {
