@@ -40,6 +40,16 @@ export interface KeptTransfer {
   until: number;
 }
 
+/** What a sender kept of a cut transfer across a page reload or a takeover (see `Streams.resumeOutgoing`). */
+export interface KeptSend {
+  tid: string;
+  /** The recipient. */
+  to: string;
+  meta: FileMeta;
+  /** Until when (ms since the epoch) the server keeps it resumable, as last known. */
+  until: number;
+}
+
 /** Attaches stream handling to a client. One per client. */
 export class Streams extends Emitter<StreamsEvents> {
   private readonly outgoing = new Map<number, OutgoingStream>();
@@ -130,6 +140,28 @@ export class Streams extends Emitter<StreamsEvents> {
     return s;
   }
 
+  /**
+   * A transfer a previous page of this sender (reloaded, or taken over by this one) was sending: paused, going
+   * on when the recipient asks to resume, from `source` (which must give the very bytes of the file; a
+   * ranged source may read from storage lazily). Register it before the client connects, so that the
+   * server's `streamResumed` finds it.
+   */
+  resumeOutgoing(kept: KeptSend, source: FileSource): OutgoingStream {
+    const s = new OutgoingStream(this, kept.to, kept.meta, kept.tid, source);
+    this.pausedOut.get(kept.tid)?.fail(new StreamError('TRANSFER_UNKNOWN', 'replaced'));
+    this.pausedOut.set(kept.tid, s);
+    s.restore(Math.max(0, kept.until - Date.now()));
+    return s;
+  }
+
+  /**
+   * @internal This page lets go of a paused transfer without giving it up (another page of this browser
+   * carries it on): forgotten here, the server and the other side are not told.
+   */
+  letGo(s: OutgoingStream): void {
+    if (this.pausedOut.get(s.tid) === s) this.pausedOut.delete(s.tid);
+  }
+
   /** True for an `error` frame about a paused transfer, which the streams have dealt with (the card shows it). */
   handled(e: object): boolean {
     return this.handledErrors.has(e);
@@ -212,7 +244,7 @@ export class Streams extends Emitter<StreamsEvents> {
           return;
         }
         s.accepted();
-        s.pump(this.maxChunk).catch((err: unknown) => s.fail(new StreamError('DISCONNECTED', `reading the file failed: ${(err as Error).message}`)));
+        s.pump(this.maxChunk).catch((err: unknown) => s.unreadable(err));
         return;
       }
       case Op.StreamGranted:
