@@ -244,6 +244,7 @@ describe('a transfer cut in the middle', () => {
     link.restore();
     await poll(() => sent.getAttribute('data-state'), 60_000).toBe('cancelled');
     expect(await sent.locator('.video-status').textContent()).toBe('bob stopped the file.');
+    await poll(() => sendersKept(alice)).toEqual({ records: [], copies: [] });
     expect(s.hub.streams.pausedCount).toBe(0);
     expect((await bob.allProblems()).filter((p) => !CUT_OFF.test(p))).toEqual([]);
     expect(await alice.allProblems()).toEqual([]);
