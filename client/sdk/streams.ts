@@ -7,8 +7,9 @@
  * A transfer outlives its stream: when a disconnect or a takeover cuts an accepted stream, both sides'
  * objects turn `paused` (the server keeps the transfer resumable for a while, see docs/protocol.md), and once
  * both are back the recipient asks to resume with the byte ranges it has; the same objects go on as a new
- * stream in which the sender sends only the rest. A sender can resume only while it still has the source
- * (a Blob or a ranged source; a page reload loses it); a recipient can resume after a reload with
+ * stream in which the sender sends only the rest. A sender can resume while it has a source it can read again
+ * (a Blob or a ranged source): the same object, or after a reload (or in a newer page that took the session
+ * over) a copy it kept, through `Streams.resumeOutgoing`; a recipient can resume after a reload with
  * `Streams.resumeIncoming`, naming the ranges it kept on disk.
  */
 import { chunkPayload } from '../../shared/chunk.ts';

@@ -6,8 +6,9 @@
  *
  * Why a copy: a `File` from a file input or a drop is the page's only way to the bytes, and it dies with the
  * page. Put into IndexedDB it is cloned, and Chromium copies the bytes into the origin's storage (measured: a
- * 512 MiB file grew the profile by 512 MiB in 1.9 s; an off-the-record context keeps it in memory instead), so the
- * copy reads back byte for byte after a reload. A FileSystemFileHandle would avoid the copy, but the page takes
+ * 512 MiB file grew the profile by 512 MiB in 1.9 s; an off-the-record context stores a reference to the picked
+ * file instead, which stops reading if the file changes on disk), so the copy reads back byte for byte after a
+ * reload (docs/architecture.md, "Resuming a cut transfer"). A FileSystemFileHandle would avoid the copy, but the page takes
  * files from an input, a drop or a paste, and a handle read back after a reload needs the person to grant
  * access again with a click. The copy is made while the file is being sent, not before; a reload before it is
  * complete finds no record, and the transfer cannot go on from this side.
@@ -85,12 +86,12 @@ export function updateSend(meKey: string, tid: string, change: Partial<Pick<Send
   save(meKey, list);
 }
 
-/** The transfer is over: its record and its copy go. */
-export function forgetSend(meKey: string, tid: string): void {
+/** The transfer is over: its record goes, and its copy when `copied` (a copy may exist, made or being made). */
+export function forgetSend(meKey: string, tid: string, copied = true): void {
   const list = load(meKey);
   const rest = list.filter((x) => x.tid !== tid);
   if (rest.length !== list.length) save(meKey, rest);
-  void deleteCopy(tid);
+  if (copied || rest.length !== list.length) void deleteCopy(tid);
 }
 
 function openDb(): Promise<IDBDatabase> {

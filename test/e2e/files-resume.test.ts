@@ -2,7 +2,9 @@
  * The long moments of a file transfer, in real Chromium against a real server: preparing a large file shows
  * its progress on the sender's card and stops at Cancel; a transfer cut in the middle (the recipient's socket
  * dropped, then its page reloaded; or the sender's socket dropped) resumes from what the recipient already has
- * on disk, and either side can give it up meanwhile.
+ * on disk, and either side can give it up meanwhile. The sender's page going away (a reload, connected or cut
+ * off; a newer page of the same browser taking over) goes on from the copy of the file it kept, and a copy
+ * that is gone is said so, with Give up.
  *
  * Preparation reads only an MP4's head and index, which is quick on a local disk, so Alice's page reads no
  * faster than `?test-prepare-rate=` (client/ui/knobs.ts): a slow disk, so the test can see progress and cancel

@@ -177,7 +177,7 @@ function followSend(
     if (state !== 'done') progress.finish();
     offConn();
     offStop();
-    if (!released) forgetSend(chat.meKey, s.tid);
+    if (!released) forgetSend(chat.meKey, s.tid, card.dataset.kept !== undefined);
     void chat.updateVideoNote(record, text);
   };
   const offStop = chat.onStop(() => {
