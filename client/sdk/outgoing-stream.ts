@@ -79,7 +79,31 @@ export class OutgoingStream extends Emitter<StreamEvents> {
     const have = new Ranges(held);
     this.sent = have.total;
     this.emit('resumed', { sid, held: have.total });
-    this.pump(maxChunk, held).catch((err: unknown) => this.fail(new StreamError('DISCONNECTED', `reading the file failed: ${(err as Error).message}`)));
+    this.pump(maxChunk, held).catch((err: unknown) => this.unreadable(err));
+  }
+
+  /** @internal Restored by a page that did not cut it (see `Streams.resumeOutgoing`): accepted once, now paused. */
+  restore(resumeMs: number): void {
+    this.wasAccepted = true;
+    this.pause(new StreamError('DISCONNECTED', 'the page that sent it went away'), resumeMs);
+  }
+
+  /** Lets go of a paused transfer here, without giving it up: another page of this browser carries it on. */
+  letGo(): void {
+    if (!this.paused) return;
+    this.streams.letGo(this);
+    this.fail(new StreamError('DISCONNECTED', 'carried on by another page'));
+  }
+
+  /**
+   * @internal Reading the file failed mid-stream: the stream cannot go on, so the server and the recipient
+   * are told (the recipient hears SENDER_CANCELLED), rather than left waiting on a stream that sends nothing.
+   */
+  unreadable(err: unknown): void {
+    if (this.failed) return;
+    const reason = `the sender could not read the file (${(err as Error).message ?? String(err)})`;
+    if (this.sid !== undefined && !this.paused) this.streams.client.write({ t: Op.StreamCancel, sid: this.sid, reason });
+    this.fail(new StreamError('UNREADABLE', reason));
   }
 
   /** @internal */

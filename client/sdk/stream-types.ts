@@ -26,9 +26,14 @@ export type FileSource = Blob | AsyncIterable<Uint8Array> | RangedSource;
 /** Bytes of a stream and where they sit in the file. */
 export interface Piece { offset: number; bytes: Uint8Array }
 
-/** Why a stream did not complete: the server's abort reason, a refusal code, or a local cause. */
+/**
+ * Why a stream did not complete: the server's abort reason, a refusal code, or a local cause (`DISCONNECTED`:
+ * this side's connection; `UNREADABLE`: this sender could not read its file, and cancelled the stream).
+ */
+export type StreamEndReason = AbortReasonName | ErrorCodeName | 'DISCONNECTED' | 'UNREADABLE';
+
 export class StreamError extends Error {
-  constructor(readonly reason: AbortReasonName | ErrorCodeName | 'DISCONNECTED', message: string) {
+  constructor(readonly reason: StreamEndReason, message: string) {
     super(message);
     this.name = 'StreamError';
   }

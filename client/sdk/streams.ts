@@ -7,8 +7,9 @@
  * A transfer outlives its stream: when a disconnect or a takeover cuts an accepted stream, both sides'
  * objects turn `paused` (the server keeps the transfer resumable for a while, see docs/protocol.md), and once
  * both are back the recipient asks to resume with the byte ranges it has; the same objects go on as a new
- * stream in which the sender sends only the rest. A sender can resume only while it still has the source
- * (a Blob or a ranged source; a page reload loses it); a recipient can resume after a reload with
+ * stream in which the sender sends only the rest. A sender can resume while it has a source it can read again
+ * (a Blob or a ranged source): the same object, or after a reload (or in a newer page that took the session
+ * over) a copy it kept, through `Streams.resumeOutgoing`; a recipient can resume after a reload with
  * `Streams.resumeIncoming`, naming the ranges it kept on disk.
  */
 import { chunkPayload } from '../../shared/chunk.ts';
@@ -37,6 +38,16 @@ export interface KeptTransfer {
   /** Byte ranges on disk. */
   held: ReadonlyArray<readonly [number, number]>;
   /** Until when (ms since the epoch) the server keeps it resumable, as last heard. */
+  until: number;
+}
+
+/** What a sender kept of a cut transfer across a page reload or a takeover (see `Streams.resumeOutgoing`). */
+export interface KeptSend {
+  tid: string;
+  /** The recipient. */
+  to: string;
+  meta: FileMeta;
+  /** Until when (ms since the epoch) the server keeps it resumable, as last known. */
   until: number;
 }
 
@@ -130,6 +141,28 @@ export class Streams extends Emitter<StreamsEvents> {
     return s;
   }
 
+  /**
+   * A transfer a previous page of this sender (reloaded, or taken over by this one) was sending: paused, going
+   * on when the recipient asks to resume, from `source` (which must give the very bytes of the file; a
+   * ranged source may read from storage lazily). Register it before the client connects, so that the
+   * server's `streamResumed` finds it.
+   */
+  resumeOutgoing(kept: KeptSend, source: FileSource): OutgoingStream {
+    const s = new OutgoingStream(this, kept.to, kept.meta, kept.tid, source);
+    this.pausedOut.get(kept.tid)?.fail(new StreamError('TRANSFER_UNKNOWN', 'replaced'));
+    this.pausedOut.set(kept.tid, s);
+    s.restore(Math.max(0, kept.until - Date.now()));
+    return s;
+  }
+
+  /**
+   * @internal This page lets go of a paused transfer without giving it up (another page of this browser
+   * carries it on): forgotten here, the server and the other side are not told.
+   */
+  letGo(s: OutgoingStream): void {
+    if (this.pausedOut.get(s.tid) === s) this.pausedOut.delete(s.tid);
+  }
+
   /** True for an `error` frame about a paused transfer, which the streams have dealt with (the card shows it). */
   handled(e: object): boolean {
     return this.handledErrors.has(e);
@@ -212,7 +245,7 @@ export class Streams extends Emitter<StreamsEvents> {
           return;
         }
         s.accepted();
-        s.pump(this.maxChunk).catch((err: unknown) => s.fail(new StreamError('DISCONNECTED', `reading the file failed: ${(err as Error).message}`)));
+        s.pump(this.maxChunk).catch((err: unknown) => s.unreadable(err));
         return;
       }
       case Op.StreamGranted:

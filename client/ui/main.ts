@@ -9,6 +9,7 @@ import { applyLang, t } from './i18n/index.ts';
 import { shellView } from './views/shell.ts';
 import { signInView } from './views/signin.ts';
 import { receiveFile, resumeKeptTransfers } from './views/file-receive.ts';
+import { resumeSending } from './views/file-send.ts';
 
 const root = document.getElementById('app')!;
 let chat: Chat | undefined;
@@ -71,6 +72,9 @@ async function showChat(name: string, offline = false): Promise<void> {
     return;
   }
   chat = c;
+  // Before any frame of the connection Chat.start opened is handled (nothing awaits in between): the server's
+  // `streamResumed` for a transfer this browser was sending must find it.
+  resumeSending(c);
   c.streams.on('offer', (s) => {
     receiveFile(c, s);
     c.offered(s.offer.from, s.meta.name);

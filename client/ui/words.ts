@@ -2,7 +2,8 @@
  * Everything the page says about codes, in plain words of the current language (the words themselves are in
  * the catalogues under i18n/; sizes, durations and times are formatted there with Intl and re-exported here).
  */
-import type { AbortReasonName, ErrorCodeName } from '../../shared/codes.ts';
+import type { ErrorCodeName } from '../../shared/codes.ts';
+import type { StreamEndReason } from '../sdk/stream-types.ts';
 import { files as enFiles, type FilesWords, type FileKindWord } from './i18n/files-en.ts';
 import { filesZhCN } from './i18n/files-zh-CN.ts';
 import { locale, t, type Locale } from './i18n/index.ts';
@@ -60,7 +61,7 @@ export function roomErrorText(code: ErrorCodeName | 'NOT_CONNECTED', serverMessa
 }
 
 /** Why a video stream stopped, told from the side of `me` (sender or recipient). */
-export function streamEndText(reason: AbortReasonName | ErrorCodeName | 'DISCONNECTED', peer: string, side: 'sender' | 'recipient', serverMessage: string): string {
+export function streamEndText(reason: StreamEndReason, peer: string, side: 'sender' | 'recipient', serverMessage: string): string {
   switch (reason) {
     case 'DECLINED': return side === 'sender' ? t('video.declinedBy', peer) : t('video.youDeclined');
     case 'SENDER_CANCELLED': return side === 'sender' ? t('video.youCancelled') : t('video.cancelledBy', peer);
@@ -71,6 +72,7 @@ export function streamEndText(reason: AbortReasonName | ErrorCodeName | 'DISCONN
     case 'TAKEOVER': return t('video.takeover', peer);
     case 'SERVER_SHUTDOWN': return t('video.serverShutdown');
     case 'DISCONNECTED': return t('video.disconnected');
+    case 'UNREADABLE': return files().unreadableStopped(peer);
     case 'STREAM_LIMIT': return t('video.streamLimit');
     case 'FILE_TOO_LARGE': return t('video.fileTooLarge');
     case 'STREAM_SELF': return t('video.self');
@@ -110,9 +112,10 @@ export function files(): FilesWords {
 }
 
 /** Why a file transfer stopped, told from the side of `me`, naming what was sent. */
-export function fileEndText(reason: AbortReasonName | ErrorCodeName | 'DISCONNECTED', peer: string, side: 'sender' | 'recipient', kind: FileKindWord, serverMessage: string): string {
+export function fileEndText(reason: StreamEndReason, peer: string, side: 'sender' | 'recipient', kind: FileKindWord, serverMessage: string): string {
   const words = files();
   if (reason === 'TRANSFER_UNKNOWN') return words.cannotResume(peer);
+  if (reason === 'UNREADABLE') return words.unreadableStopped(peer);
   const noun = words.noun[kind];
   // The video wording covers every case in every language; only the noun changes.
   return streamEndText(reason, peer, side, serverMessage).replaceAll(`${words.noun.video}s`, `${noun}s`).replaceAll(words.noun.video, noun);

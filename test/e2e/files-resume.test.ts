@@ -2,7 +2,9 @@
  * The long moments of a file transfer, in real Chromium against a real server: preparing a large file shows
  * its progress on the sender's card and stops at Cancel; a transfer cut in the middle (the recipient's socket
  * dropped, then its page reloaded; or the sender's socket dropped) resumes from what the recipient already has
- * on disk, and either side can give it up meanwhile.
+ * on disk, and either side can give it up meanwhile. The sender's page going away (a reload, connected or cut
+ * off; a newer page of the same browser taking over) goes on from the copy of the file it kept, and a copy
+ * that is gone is said so, with Give up.
  *
  * Preparation reads only an MP4's head and index, which is quick on a local disk, so Alice's page reads no
  * faster than `?test-prepare-rate=` (client/ui/knobs.ts): a slow disk, so the test can see progress and cancel
@@ -95,11 +97,11 @@ function sha256File(path: string): Promise<string> {
 }
 
 /**
- * Alice sends Bob a random file, which Bob takes slowly; `cut`'s page reaches the server through a link the test
- * cuts mid-way (every socket reset, new ones refused; the page can reload from its service worker meanwhile,
- * as a page on a train would). Returns once both cards are paused.
+ * Alice sends Bob a random file, which Bob takes slowly (about an eighth of it per second); `via`'s page reaches
+ * the server through a link the test can cut (every socket reset, new ones refused; the page can reload from
+ * its service worker meanwhile, as a page on a train would). Returns once Bob has a quarter of it.
  */
-async function cutTransfer(cut: 'bob' | 'alice' = 'bob') {
+async function startTransfer(via: 'bob' | 'alice' | 'none') {
   const link = await CuttableLink.open();
   links.push(link);
   const s = await h.server({ CLIENT_DIR: e2e.dist, ALLOWED_ORIGINS: link.url });
@@ -108,19 +110,20 @@ async function cutTransfer(cut: 'bob' | 'alice' = 'bob') {
   const path = join(h.tempDir(), 'cut.bin');
   writeFileSync(path, randomBytes(size));
   const window = 64 * 1024;
-  // Bob takes about an eighth of the file per second, so the cut lands in the middle.
+  // Bob takes about an eighth of the file per second, so a cut after a quarter lands in the middle.
   const bobQuery = `?test-recv-rate=${Math.round(size / 8)}&test-recv-window=${window}`;
   const [alice, bob] = await Promise.all([
-    User.open(e2e.browser, cut === 'alice' ? link.url : s.url, 'alice'),
-    User.open(e2e.browser, cut === 'bob' ? link.url : s.url, 'bob', { query: bobQuery }),
+    User.open(e2e.browser, via === 'alice' ? link.url : s.url, 'alice'),
+    User.open(e2e.browser, via === 'bob' ? link.url : s.url, 'bob', { query: bobQuery }),
   ]);
   users.push(alice, bob);
   await Promise.all([alice.signUp(), bob.signUp()]);
   await alice.addContact('bob');
   await alice.page.locator('.presence-line.online').waitFor();
-  const away = cut === 'bob' ? bob : alice;
-  await away.page.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
-  await poll(() => away.page.evaluate(() => navigator.serviceWorker.controller !== null)).toBe(true);
+  for (const u of via === 'none' ? [] : [via === 'bob' ? bob : alice]) {
+    await u.page.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
+    await poll(() => u.page.evaluate(() => navigator.serviceWorker.controller !== null)).toBe(true);
+  }
 
   const [chooser] = await Promise.all([alice.page.waitForEvent('filechooser'), alice.page.getByRole('button', { name: 'Send a file' }).click()]);
   await chooser.setFiles(path);
@@ -129,18 +132,48 @@ async function cutTransfer(cut: 'bob' | 'alice' = 'bob') {
   const card = bob.page.locator('.file-card.incoming').last();
   await card.getByRole('button', { name: 'Receive' }).click();
   await poll(async () => Number(await card.getAttribute('data-received')), 60_000).toBeGreaterThan(size / 4);
-
-  link.cut();
   const sent = alice.page.locator('.file-card.outgoing').last();
+  // The sender's copy of the file (for a reload to go on with) is made once the file is accepted.
+  await poll(() => sent.getAttribute('data-kept')).toBe('yes');
+  return { s, link, alice, bob, card, sent, size, path, window };
+}
+
+/** `startTransfer`, then `cut`'s link is cut mid-way. Returns once both cards are paused. */
+async function cutTransfer(cut: 'bob' | 'alice' = 'bob') {
+  const t = await startTransfer(cut);
+  const { link, card, sent } = t;
+  link.cut();
   await poll(() => card.getAttribute('data-state')).toBe('paused');
   await poll(() => sent.getAttribute('data-state')).toBe('paused');
   const offline = 'Paused, waiting for the connection to come back…';
   expect(await sent.locator('.video-status').textContent()).toBe(cut === 'bob' ? 'Paused, waiting for bob to come back…' : offline);
-  expect(await sent.locator('.video-note').textContent()).toBe('Keep this page open: if it is reloaded, the file has to be picked again.');
+  expect(await sent.locator('.video-note').textContent()).toBe(KEPT_NOTE);
   expect(await card.locator('.video-status').textContent()).toBe(cut === 'bob' ? offline : 'Paused, waiting for alice to come back…');
   expect(await card.getByRole('button', { name: 'Give up' }).isVisible()).toBe(true);
   expect(await sent.getByRole('button', { name: 'Give up' }).isVisible()).toBe(true);
-  return { s, link, alice, bob, card, sent, size, path, window };
+  return t;
+}
+
+const KEPT_NOTE = 'A copy of the file is kept in this browser until it has arrived, so a reload does not stop it.';
+
+/** What the sender's page keeps for resuming: its records in localStorage and its copies in IndexedDB. */
+function sendersKept(u: User): Promise<{ records: string[]; copies: string[] }> {
+  return u.page.evaluate(async () => {
+    const records = Object.keys(localStorage).filter((k) => k.startsWith('parley.kept-sends.'));
+    const db = await new Promise<IDBDatabase>((res, rej) => {
+      const o = indexedDB.open('parley-sending', 1);
+      o.onupgradeneeded = () => o.result.createObjectStore('files');
+      o.onsuccess = () => res(o.result);
+      o.onerror = () => rej(o.error);
+    });
+    const copies = await new Promise<string[]>((res, rej) => {
+      const g = db.transaction('files').objectStore('files').getAllKeys();
+      g.onsuccess = () => res(g.result.map(String));
+      g.onerror = () => rej(g.error);
+    });
+    db.close();
+    return { records, copies };
+  });
 }
 
 /** Reaching the cut-off server fails as network errors (a request the cut caught midway gets an empty response); nothing else may complain. */
@@ -213,8 +246,120 @@ describe('a transfer cut in the middle', () => {
     link.restore();
     await poll(() => sent.getAttribute('data-state'), 60_000).toBe('cancelled');
     expect(await sent.locator('.video-status').textContent()).toBe('bob stopped the file.');
+    await poll(() => sendersKept(alice)).toEqual({ records: [], copies: [] });
     expect(s.hub.streams.pausedCount).toBe(0);
     expect((await bob.allProblems()).filter((p) => !CUT_OFF.test(p))).toEqual([]);
     expect(await alice.allProblems()).toEqual([]);
+  }, 240_000);
+});
+
+/** Bob saves the file his card holds; its SHA-256. */
+async function savedSha(bob: User, card: ReturnType<User['page']['locator']>, size: number): Promise<string> {
+  const [download] = await Promise.all([bob.page.waitForEvent('download'), card.getByRole('button', { name: 'Save' }).click()]);
+  const saved = await download.path();
+  expect(statSync(saved).size).toBe(size);
+  return sha256File(saved);
+}
+
+describe("the sender's page goes away in the middle", () => {
+  it("the sender's page reloads: the new page goes on from its kept copy; same SHA-256; relayed at most size + one window; nothing kept after", async () => {
+    const { s, alice, bob, card, size, path, window } = await startTransfer('none');
+    await alice.page.reload();
+    await alice.online();
+    await alice.openConversation('bob');
+    const sent = alice.page.locator('.file-card.outgoing').last();
+    await poll(() => card.getAttribute('data-state'), 120_000).toBe('done');
+    await poll(() => sent.getAttribute('data-state')).toBe('done');
+    expect(await sent.locator('.file-name').textContent()).toBe('cut.bin');
+    expect(await sent.getAttribute('data-resumed')).toBe('1');
+    expect(await card.getAttribute('data-resumed')).toBe('1');
+    expect(await sent.locator('.video-status').textContent()).toBe('Sent. bob has the whole file.');
+    const relayed = s.hub.streams.relayedBytes;
+    expect(relayed).toBeGreaterThanOrEqual(size);
+    expect(relayed, 'bytes relayed in total').toBeLessThanOrEqual(size + window);
+    expect(await savedSha(bob, card, size)).toBe(await sha256File(path));
+    await poll(() => sendersKept(alice)).toEqual({ records: [], copies: [] });
+    expect(await alice.allProblems()).toEqual([]);
+    expect(await bob.allProblems()).toEqual([]);
+  }, 240_000);
+
+  it("the sender's page reloads while cut off: its card comes back paused, and the transfer resumes once it is back", async () => {
+    const { s, link, alice, bob, card, size, path, window } = await cutTransfer('alice');
+    const res = await alice.page.reload();
+    expect(res?.fromServiceWorker()).toBe(true);
+    await alice.openConversation('bob');
+    const sent = alice.page.locator('.file-card.outgoing').last();
+    await poll(() => sent.getAttribute('data-state')).toBe('paused');
+    expect(await sent.locator('.file-name').textContent()).toBe('cut.bin');
+    expect(await sent.locator('.video-status').textContent()).toBe('Paused, waiting for the connection to come back…');
+    expect(await sent.locator('.video-note').textContent()).toBe(KEPT_NOTE);
+    expect(await sent.getByRole('button', { name: 'Give up' }).isVisible()).toBe(true);
+    expect(await card.locator('.video-status').textContent()).toBe('Paused, waiting for alice to come back…');
+
+    link.restore();
+    await poll(() => card.getAttribute('data-state'), 120_000).toBe('done');
+    await poll(() => sent.getAttribute('data-state')).toBe('done');
+    expect(await sent.getAttribute('data-resumed')).toBe('1');
+    expect(s.hub.streams.relayedBytes, 'bytes relayed in total').toBeLessThanOrEqual(size + window);
+    expect(await savedSha(bob, card, size)).toBe(await sha256File(path));
+    await poll(() => sendersKept(alice)).toEqual({ records: [], copies: [] });
+    expect((await alice.allProblems()).filter((p) => !CUT_OFF.test(p))).toEqual([]);
+    expect(await bob.allProblems()).toEqual([]);
+  }, 240_000);
+
+  it('a newer page of the sender in the same browser takes over: it goes on from the kept copy, and the older page lets go', async () => {
+    const { s, alice, bob, card, sent: older, size, path, window } = await startTransfer('none');
+    await alice.newPage();
+    await alice.online();
+    await poll(() => older.getAttribute('data-state')).toBe('elsewhere');
+    expect(await older.locator('.video-status').textContent()).toBe('This file goes on in your other Parley tab.');
+    await alice.openConversation('bob');
+    const sent = alice.page.locator('.file-card.outgoing').last();
+    await poll(() => card.getAttribute('data-state'), 120_000).toBe('done');
+    await poll(() => sent.getAttribute('data-state')).toBe('done');
+    expect(await sent.getAttribute('data-resumed')).toBe('1');
+    expect(await card.getAttribute('data-resumed')).toBe('1');
+    expect(s.hub.streams.relayedBytes, 'bytes relayed in total').toBeLessThanOrEqual(size + window);
+    expect(await savedSha(bob, card, size)).toBe(await sha256File(path));
+    await poll(() => sendersKept(alice)).toEqual({ records: [], copies: [] });
+    expect(await older.getAttribute('data-state')).toBe('elsewhere');
+    expect(await alice.allProblems()).toEqual([]);
+    expect(await bob.allProblems()).toEqual([]);
+  }, 240_000);
+
+  it('the kept copy is gone: the reloaded card says the file can no longer be read, and Give up tells the recipient', async () => {
+    const { s, link, alice, bob, card } = await cutTransfer('alice');
+    // The copy goes behind the page's back (as when the person clears the site's storage), then the page reloads.
+    await alice.page.evaluate(() => new Promise<void>((res, rej) => {
+      const o = indexedDB.open('parley-sending', 1);
+      o.onerror = () => rej(o.error);
+      o.onsuccess = () => {
+        const tx = o.result.transaction('files', 'readwrite');
+        tx.objectStore('files').clear();
+        tx.oncomplete = () => {
+          o.result.close();
+          res();
+        };
+        tx.onerror = () => rej(tx.error);
+      };
+    }));
+    const res = await alice.page.reload();
+    expect(res?.fromServiceWorker()).toBe(true);
+    await alice.openConversation('bob');
+    const sent = alice.page.locator('.file-card.outgoing').last();
+    await poll(() => sent.getAttribute('data-unreadable')).toBe('yes');
+    expect(await sent.getAttribute('data-state')).toBe('paused');
+    expect(await sent.locator('.video-note').textContent()).toBe('This file can no longer be read here, so it cannot go on. Give up, then send it to bob again.');
+    await sent.getByRole('button', { name: 'Give up' }).click();
+    await poll(() => sent.getAttribute('data-state')).toBe('cancelled');
+    expect(await sent.locator('.video-status').textContent()).toBe('You cancelled the file.');
+    await poll(() => sendersKept(alice)).toEqual({ records: [], copies: [] });
+
+    link.restore();
+    await poll(() => card.getAttribute('data-state'), 60_000).toBe('cancelled');
+    expect(await card.locator('.video-status').textContent()).toBe('alice cancelled the file.');
+    await poll(() => s.hub.streams.pausedCount).toBe(0);
+    expect((await alice.allProblems()).filter((p) => !CUT_OFF.test(p))).toEqual([]);
+    expect(await bob.allProblems()).toEqual([]);
   }, 240_000);
 });

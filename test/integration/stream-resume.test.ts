@@ -232,3 +232,61 @@ describe('resumable transfers', () => {
     expect(server.hub.streams.pausedCount).toBe(1);
   });
 });
+
+describe("the sender's page comes back as a new client (a reload, or a newer page taking over)", () => {
+  async function cutBySender(size: number) {
+    const server = await h.server({ STREAM_WINDOW_KB: String(WINDOW / KiB) });
+    const aliceTok = await h.account(server, 'alice');
+    const first = h.client(server, aliceTok);
+    const bob = h.client(server, await h.account(server, 'bob'));
+    await first.connect();
+    await bob.connect();
+    const bs = new Streams(bob);
+    const file = randomBytes(size);
+    const { out, inc } = await start(new Streams(first), bs, file);
+    const got = new Uint8Array(size);
+    const filled = collect(inc, got).then(() => undefined, (err: unknown) => err);
+    await inc.once('progress', (p) => p.bytes >= 2 * MiB);
+    const incPaused = inc.once('paused');
+    first.close(); // the page goes away, and with it the sender's objects
+    expect((await incPaused).why.reason).toBe('SENDER_DISCONNECTED');
+    return { server, aliceTok, out, inc, file, got, filled };
+  }
+
+  it('registered before it connects, the new client goes on from what the recipient has: same SHA-256, at most one window sent twice', async () => {
+    const size = 10 * MiB + 99;
+    const { server, aliceTok, out, file, got, filled } = await cutBySender(size);
+    const second = h.client(server, aliceTok);
+    const as = new Streams(second);
+    const again = as.resumeOutgoing(
+      { tid: out.tid, to: 'bob', meta: meta(size), until: Date.now() + 60_000 },
+      { ranges: [[0, size]], read: async (a, b) => file.subarray(a, b) },
+    );
+    expect(again.paused?.why.reason).toBe('DISCONNECTED');
+    const resumed = again.once('resumed');
+    await second.connect();
+    expect((await resumed).held).toBeGreaterThan(0);
+    expect(await again.done).toEqual({ bytes: size });
+    expect(await filled).toBeUndefined();
+    expect(sha(got)).toBe(sha(file));
+    const relayed = server.hub.streams.relayedBytes;
+    expect(relayed).toBeGreaterThanOrEqual(size);
+    expect(relayed).toBeLessThanOrEqual(size + WINDOW);
+    expect(server.hub.streams.pausedCount).toBe(0);
+  });
+
+  it('a new client whose copy cannot be read cancels the resumed stream: the recipient hears SENDER_CANCELLED and nothing stays open', async () => {
+    const size = 6 * MiB;
+    const { server, aliceTok, out, filled } = await cutBySender(size);
+    const second = h.client(server, aliceTok);
+    const again = new Streams(second).resumeOutgoing(
+      { tid: out.tid, to: 'bob', meta: meta(size), until: Date.now() + 60_000 },
+      { ranges: [[0, size]], read: () => Promise.reject(new Error('the kept copy is gone')) },
+    );
+    await second.connect();
+    await expect(again.done).rejects.toMatchObject({ reason: 'UNREADABLE' });
+    expect(await filled).toMatchObject({ reason: 'SENDER_CANCELLED' });
+    expect(server.hub.streams.size).toBe(0);
+    expect(server.hub.streams.pausedCount).toBe(0);
+  });
+});
