@@ -6,9 +6,11 @@
  *   credit) and forwards it untouched to the recipient's claim (`Router.forward`, in order, unanswered);
  * - the **recipient's node** keeps the recipient side: it passes credit on only while the credit outstanding plus
  *   what the recipient's socket has not taken fits in the window, so the end-to-end window bounds what either node
- *   (and the bus) holds, and it checks that chunks arrive at the offsets the sender's node let through;
- * - control (offered, answered, granted, ended, aborted) travels as `stream` envelopes (`deliver`, answered) to the
- *   other party's claim. An answer other than `taken`, a rejection, the other node gone, or the bus down aborts the
+ *   (and the bus, or the direct link) holds, and it checks that chunks arrive at the offsets the sender's node let
+ *   through;
+ * - control (offered, answered, granted, aborted) travels as `stream` envelopes (`deliver`, answered) to the other
+ *   party's claim; `ended` goes the chunks' way (`forward`), so it cannot overtake them. An answer other than
+ *   `taken`, a rejection, the other node gone, the bus down, or the direct link to the other node lost aborts the
  *   stream on the side still here, with a reason, and the other side is told when it can be.
  *
  * Stream ids are made by the sender's node: the high bit set (the in-process relay counts up from 1), then nine
@@ -185,7 +187,12 @@ export class RemoteStreams {
     }
     const ended = { t: Op.StreamEnded, sid: st.sid, bytes: st.sent } as const;
     this.free(st);
-    this.send(st, ended);
+    try {
+      // After the chunks, on their path (a direct link is not ordered with the bus).
+      this.router.forward(st.peer, { k: EnvelopeKind.Stream, to: st.peer.key, fromKey: s.key, origin: this.router.nodeId, frame: ended });
+    } catch {
+      // The bus is down: the recipient's node aborts the stream on its side (busDown); the sender has it all sent.
+    }
     s.send(ended);
     s.log.info({ sid: st.sid, bytes: st.sent }, 'stream complete (across nodes)');
   }
@@ -272,13 +279,33 @@ export class RemoteStreams {
 
   /** The bus is down: no cross-node stream can go on. */
   busDown(): void {
+    for (const st of [...this.streams.values()]) this.lostPeer(st);
+  }
+
+  /**
+   * The direct link with `node` failed: chunks may have been lost on it, so the streams with a party there end as
+   * on a bus failure. The other side's node saw the same link fail and does the same; it is told too, in case.
+   */
+  linkLost(node: NodeId): void {
     for (const st of [...this.streams.values()]) {
-      this.abort(st, st.side === 'out' ? AbortReason.RECIPIENT_DISCONNECTED : AbortReason.SENDER_DISCONNECTED,
-        'the connection between the servers was lost', false);
+      if ((st.side === 'out' ? st.peer.node : st.origin) === node) this.lostPeer(st, true);
     }
   }
 
   // ------------------------------------------------------------------------------------------------------
+
+  /**
+   * The connection to the other party's node failed. `tell`: that node is told too (it should have seen the same
+   * failure), with the reason as its user sees it, so whichever comes first the user is told the same.
+   */
+  private lostPeer(st: Remote, tell = false): void {
+    const here = st.side === 'out' ? AbortReason.RECIPIENT_DISCONNECTED : AbortReason.SENDER_DISCONNECTED;
+    const there = st.side === 'out' ? AbortReason.SENDER_DISCONNECTED : AbortReason.RECIPIENT_DISCONNECTED;
+    const message = 'the connection between the servers was lost';
+    if (this.streams.get(st.sid) !== st) return;
+    this.abort(st, here, message, false);
+    if (tell) this.send(st, { t: Op.StreamAborted, sid: st.sid, reason: there, message });
+  }
 
   /** A chunk from the sender's node: the offsets it let through must line up here too, or bytes went missing. */
   private chunkIn(r: Session, bytes: Uint8Array): boolean {

@@ -225,6 +225,9 @@ export interface ChunkEnvelope {
   bytes: Uint8Array;
 }
 
+/** What `forward` carries: chunks, and a stream's `ended`, which must not overtake the stream's chunks. */
+export type ForwardedEnvelope = ChunkEnvelope | StreamEnvelope;
+
 /** Everything addressed to the holder of one name. */
 export type AddressedEnvelope = TextEnvelope | ReceiptEnvelope | TakeoverEnvelope | ReplacedEnvelope | EndedEnvelope | StreamEnvelope | ChunkEnvelope | WakeEnvelope | SignalEnvelope;
 export type Envelope = AddressedEnvelope | SettledEnvelope | PresenceEnvelope;
@@ -297,6 +300,12 @@ export interface RouterReceiver {
    * queues what it had handed to that node and not yet seen settled, and aborts streams with its users.
    */
   nodeGone(node: NodeId): void;
+  /**
+   * The direct link with `node` (an adapter's faster path for `forward`) failed: what was forwarded over it may be
+   * lost, so the core aborts the streams with that node's users as it does when the bus goes down. Only adapters
+   * with such links call it.
+   */
+  linkLost?(node: NodeId): void;
   /** The bus went down or came back. While down, remote operations reject with BUS_UNAVAILABLE. */
   health(health: BusHealth): void;
 }
@@ -343,10 +352,10 @@ export interface Router {
    */
   settle(env: SettledEnvelope): Promise<'taken' | 'gone'>;
   /**
-   * Sends a chunk (or other unanswered envelope) to a known claim: in order per destination, at most once, no
-   * answer. Throws BUS_UNAVAILABLE synchronously when the bus is down.
+   * Sends a chunk, or a stream's `ended`, to a known claim: in order per destination (an `ended` after the chunks
+   * forwarded before it), at most once, no answer. Throws BUS_UNAVAILABLE synchronously when the bus is down.
    */
-  forward(to: Claim, env: ChunkEnvelope): void;
+  forward(to: Claim, env: ForwardedEnvelope): void;
   /** Tells every node, this one included (presence). Best effort; throws BUS_UNAVAILABLE when the bus is down. */
   broadcast(env: PresenceEnvelope): void;
 }
