@@ -39,7 +39,10 @@ export type LinkMessage =
   | { kind: 'envelope'; msg: unknown };
 
 export interface LinkHandler {
-  /** A frame from `from`'s link, in the order it sent them. `bytes` stay valid after the call. */
+  /**
+   * A frame from `from`'s link, in the order it sent them. A chunk's `bytes` are valid during the call only (as a
+   * transport's receive buffer is): the link reuses the memory of a frame that arrived in several reads.
+   */
   message(from: NodeId, m: LinkMessage): void;
   /** The link with `node` failed (either direction) without a goodbye. */
   lost(node: NodeId, why: string): void;
@@ -60,6 +63,11 @@ const MAX_FRAME = 16 * 1024 * 1024 + 64 * 1024;
 const HEAD = 5;
 /** How long a dialled connection may take to open. */
 const CONNECT_TIMEOUT_MS = 5000;
+/**
+ * Chunk frames waiting to be reused once their write is done: a relay at full speed would otherwise allocate (and
+ * the GC reclaim) a buffer per chunk. At most this many are kept idle.
+ */
+const POOL_SIZE = 16;
 
 interface Link {
   node: NodeId;
@@ -80,6 +88,7 @@ export class NodeLinks {
   private readonly in = new Set<Link>();
   private closing = false;
   private readonly log: Logger;
+  private readonly pool: Buffer[] = [];
 
   constructor(private readonly opts: NodeLinksOptions, private readonly handler: LinkHandler) {
     this.log = opts.logger;
@@ -141,14 +150,29 @@ export class NodeLinks {
   chunk(node: NodeId, to: string, epoch: number, bytes: Uint8Array): void {
     const key = Buffer.from(to, 'utf8');
     const body = 8 + 2 + key.length + bytes.byteLength;
-    const frame = Buffer.allocUnsafeSlow(HEAD + body);
+    const { socket } = this.link(node);
+    const buffer = this.frameBuffer(HEAD + body);
+    const frame = buffer.subarray(0, HEAD + body);
     frame.writeUInt32BE(body + 1, 0);
     frame[4] = FrameType.Chunk;
     frame.writeDoubleBE(epoch, HEAD);
     frame.writeUInt16BE(key.length, HEAD + 8);
     key.copy(frame, HEAD + 10);
     frame.set(bytes, HEAD + 10 + key.length);
-    this.link(node).socket.write(frame);
+    socket.write(frame, () => {
+      if (this.pool.length < POOL_SIZE && buffer.length >= this.poolBytes) this.pool.push(buffer);
+    });
+  }
+
+  /** Capacity of pooled frame buffers: grows to the largest chunk frame sent (older, smaller ones are dropped). */
+  private poolBytes = 0;
+
+  private frameBuffer(n: number): Buffer {
+    if (n > this.poolBytes) {
+      this.poolBytes = Math.ceil(n / 65_536) * 65_536;
+      this.pool.length = 0;
+    }
+    return this.pool.pop() ?? Buffer.allocUnsafeSlow(this.poolBytes);
   }
 
   /** Sends a message the bus would carry (msgpack), in order with the chunks before it. */
@@ -270,10 +294,14 @@ export class NodeLinks {
   }
 }
 
-/** Splits a byte stream into frames; a frame inside one read is a view of it, one across reads is copied once. */
+/**
+ * Splits a byte stream into frames; a frame inside one read is a view of it, one across reads is copied once, into
+ * memory reused for the next such frame (a frame is valid until `each` returns).
+ */
 class FrameReader {
   private bufs: Buffer[] = [];
   private size = 0;
+  private scratch = Buffer.alloc(0);
 
   push(data: Buffer, each: (type: number, body: Uint8Array) => void): void {
     this.bufs.push(data);
@@ -299,7 +327,8 @@ class FrameReader {
       else this.bufs[0] = first.subarray(n);
       return first.subarray(0, n);
     }
-    const out = Buffer.allocUnsafeSlow(n);
+    if (this.scratch.length < n) this.scratch = Buffer.allocUnsafeSlow(Math.ceil(n / 65_536) * 65_536);
+    const out = this.scratch.subarray(0, n);
     let at = 0;
     while (at < n) {
       const b = this.bufs[0]!;

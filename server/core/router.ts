@@ -221,7 +221,10 @@ export interface WakeEnvelope {
 export interface ChunkEnvelope {
   k: typeof EnvelopeKind.Chunk;
   to: string;
-  /** The chunk frame as the sender sent it (header and payload). */
+  /**
+   * The chunk frame as the sender sent it (header and payload). Valid during the call it is handed over in only
+   * (`forward`, `RouterReceiver.envelope`): it may be a transport's or a link's receive buffer.
+   */
   bytes: Uint8Array;
 }
 

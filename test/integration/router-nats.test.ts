@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NatsRouter } from '../../server/bus/nats-router.ts';
 import { Op } from '../../shared/protocol.ts';
 import { createLogger } from '../../server/core/logger.ts';
-import { RouterError, type ChunkEnvelope, type Claim, type NodeId } from '../../server/core/router.ts';
+import { RouterError, type AddressedEnvelope, type ChunkEnvelope, type Claim, type NodeId } from '../../server/core/router.ts';
 import { defineRouterContract, RecordingReceiver, until } from '../contract/router.contract.ts';
 import { startNatsServer, type NatsServer } from '../support/nats-server.ts';
 import { freePort, startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
@@ -142,6 +142,10 @@ describe('NatsRouter: a node never heard from', () => {
 
 class LinkReceiver extends RecordingReceiver {
   readonly linksLost: NodeId[] = [];
+  /** A chunk's bytes are valid during the call only (as a transport's receive buffer): kept as a copy. */
+  override envelope(claim: Claim, env: AddressedEnvelope): boolean {
+    return super.envelope(claim, env.k === 'chunk' ? { ...env, bytes: Uint8Array.from(env.bytes) } : env);
+  }
   linkLost(node: NodeId): void {
     this.linksLost.push(node);
   }
