@@ -278,18 +278,15 @@ export class NodeLinks {
     });
   }
 
-  /** Closes the links with `node` quietly. */
+  /** Closes the links with `node` quietly: a goodbye first, so that node does not report them lost either. */
   private drop(node: NodeId): void {
     const l = this.out.get(node);
-    if (l) {
-      l.clean = true;
-      this.out.delete(node);
-      l.socket.destroy();
-    }
-    for (const i of this.in) {
-      if (i.node !== node) continue;
-      i.clean = true;
-      i.socket.destroy();
+    if (l) this.out.delete(node);
+    for (const x of [...(l ? [l] : []), ...[...this.in].filter((i) => i.node === node)]) {
+      x.clean = true;
+      this.in.delete(x);
+      x.socket.end(frameOf(FrameType.Bye, new Uint8Array(0)));
+      setTimeout(() => x.socket.destroy(), 1000).unref();
     }
   }
 }

@@ -204,6 +204,11 @@ export interface StreamEnvelope {
   /** Name key of the stream's other party (the one whose node sends this). */
   fromKey: string;
   origin: NodeId;
+  /**
+   * The epoch of that party's claim, on an offer: the recipient's node then sends its answer and credit by
+   * `forward` to that claim (the chunks' path, the direct link when there is one) rather than `deliver`.
+   */
+  fromEpoch?: number;
   frame: StreamOp;
 }
 
@@ -228,7 +233,10 @@ export interface ChunkEnvelope {
   bytes: Uint8Array;
 }
 
-/** What `forward` carries: chunks, and a stream's `ended`, which must not overtake the stream's chunks. */
+/**
+ * What `forward` carries: chunks, a stream's `ended` (which must not overtake its chunks), and the recipient's
+ * answer and credit (latency-critical, and kept in order with each other).
+ */
 export type ForwardedEnvelope = ChunkEnvelope | StreamEnvelope;
 
 /** Everything addressed to the holder of one name. */
@@ -355,7 +363,7 @@ export interface Router {
    */
   settle(env: SettledEnvelope): Promise<'taken' | 'gone'>;
   /**
-   * Sends a chunk, or a stream's `ended`, to a known claim: in order per destination (an `ended` after the chunks
+   * Sends a chunk or a stream envelope to a known claim: in order per destination (an `ended` after the chunks
    * forwarded before it), at most once, no answer. Throws BUS_UNAVAILABLE synchronously when the bus is down.
    */
   forward(to: Claim, env: ForwardedEnvelope): void;
