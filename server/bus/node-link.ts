@@ -60,6 +60,8 @@ export interface NodeLinksOptions {
 const FrameType = { Hello: 1, Chunk: 2, Envelope: 3, Bye: 4 } as const;
 /** Largest frame body: a chunk of the largest MAX_CHUNK_KB (16 MiB) with its headers. */
 const MAX_FRAME = 16 * 1024 * 1024 + 64 * 1024;
+/** Largest frame before the hello: a stranger makes a node buffer no more than this. */
+const MAX_HELLO = 1024;
 const HEAD = 5;
 /** How long a dialled connection may take to open. */
 const CONNECT_TIMEOUT_MS = 5000;
@@ -89,6 +91,11 @@ export class NodeLinks {
   private closing = false;
   private readonly log: Logger;
   private readonly pool: Buffer[] = [];
+  /**
+   * Peers whose announced link could not be dialled: their traffic goes over the bus until they announce another
+   * (a restart), never back and forth, which could put a stream's chunks out of order.
+   */
+  private readonly unreachable = new Set<NodeId>();
 
   constructor(private readonly opts: NodeLinksOptions, private readonly handler: LinkHandler) {
     this.log = opts.logger;
@@ -130,12 +137,14 @@ export class NodeLinks {
     const known = this.peers.get(node);
     if (known && known.host === a.host && known.port === a.port && known.secret === a.secret) return;
     this.peers.set(node, a);
+    this.unreachable.delete(node);
     if (known) this.drop(node);
   }
 
   /** `node` is gone or left: its links close without a report (the bus said so already). */
   forget(node: NodeId): void {
     this.peers.delete(node);
+    this.unreachable.delete(node);
     this.drop(node);
   }
 
@@ -143,7 +152,8 @@ export class NodeLinks {
   usable(node: NodeId): boolean {
     if (this.closing || !this.mine) return false;
     const a = this.peers.get(node);
-    return a !== undefined && (!isLoopback(a.host) || a.machine === this.machine);
+    if (a === undefined || (isLoopback(a.host) && a.machine !== this.machine)) return false;
+    return !this.unreachable.has(node);
   }
 
   /** Sends a chunk frame (copied: `bytes` may be a transport's receive buffer) to `node`'s claim `to`@`epoch`. */
@@ -206,9 +216,19 @@ export class NodeLinks {
     const l: Link = { node, socket, clean: false, known: true };
     this.out.set(node, l);
     socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new Error('connecting timed out')));
-    socket.once('connect', () => socket.setTimeout(0));
+    let connected = false;
+    socket.once('connect', () => {
+      connected = true;
+      socket.setTimeout(0);
+    });
+    socket.once('close', () => {
+      if (connected || this.closing || l.clean) return;
+      // Misconfigured or firewalled: what was sent is lost (reported below), the next streams take the bus.
+      this.unreachable.add(node);
+      this.log.warn({ node, link: `${a.host}:${a.port}` }, 'cannot dial the node\'s link; streams with it go over the bus until it announces another');
+    });
     socket.write(frameOf(FrameType.Hello, pack({ n: this.opts.nodeId, s: a.secret })));
-    this.watch(l, (type) => {
+    this.watch(l, new FrameReader(MAX_HELLO), (type) => {
       if (type !== FrameType.Bye) throw new Error(`unexpected frame ${type} from the dialled end`);
     });
     return l;
@@ -221,8 +241,9 @@ export class NodeLinks {
     }
     const l: Link = { node: '', socket, clean: false, known: false };
     this.in.add(l);
+    const reader = new FrameReader(MAX_HELLO);
     socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new Error('no hello in time')));
-    this.watch(l, (type, body) => {
+    this.watch(l, reader, (type, body) => {
       if (!l.known) {
         if (type !== FrameType.Hello) throw new Error('the first frame was not a hello');
         const hello = unpack(body) as { n?: unknown; s?: unknown };
@@ -231,6 +252,7 @@ export class NodeLinks {
         }
         l.node = hello.n;
         l.known = true;
+        reader.limit = MAX_FRAME;
         socket.setTimeout(0);
         return;
       }
@@ -251,8 +273,7 @@ export class NodeLinks {
   }
 
   /** Reads `l`'s frames into `each` (Bye handled here); a failure or an unannounced close is a lost link. */
-  private watch(l: Link, each: (type: number, body: Uint8Array) => void): void {
-    const reader = new FrameReader();
+  private watch(l: Link, reader: FrameReader, each: (type: number, body: Uint8Array) => void): void {
     let why = 'the link closed';
     l.socket.on('data', (data: Buffer) => {
       try {
@@ -300,6 +321,9 @@ class FrameReader {
   private size = 0;
   private scratch = Buffer.alloc(0);
 
+  /** `limit`: the largest frame body accepted (a larger one is an error). */
+  constructor(public limit: number) {}
+
   push(data: Buffer, each: (type: number, body: Uint8Array) => void): void {
     this.bufs.push(data);
     this.size += data.length;
@@ -308,7 +332,7 @@ class FrameReader {
       if (this.bufs[0]!.length < HEAD) this.bufs = [Buffer.concat(this.bufs, this.size)];
       const head = this.bufs[0]!;
       const length = head.readUInt32BE(0);
-      if (length < 1 || length > MAX_FRAME) throw new Error(`a frame of ${length} bytes`);
+      if (length < 1 || length > this.limit) throw new Error(`a frame of ${length} bytes`);
       const total = 4 + length;
       if (this.size < total) return;
       const frame = this.take(total);

@@ -1,6 +1,7 @@
 /**
  * The direct node-to-node link (server/bus/node-link.ts) on real TCP sockets: frames arrive byte for byte and in
- * order, a dialler without the secret is refused, a connection cut in the middle (a TCP proxy between the two
+ * order, a dialler without the secret is refused, one that cannot connect is reported and not tried again, a stranger
+ * cannot make a node buffer a large frame, a connection cut in the middle (a TCP proxy between the two
  * nodes, closed) is reported lost by both ends, and a goodbye is not.
  */
 import { randomBytes } from 'node:crypto';
@@ -9,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NodeLinks, type LinkMessage } from '../../server/bus/node-link.ts';
 import { createLogger } from '../../server/core/logger.ts';
 import { until } from '../contract/router.contract.ts';
-import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { freePort, startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 
 const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent');
 const open: Array<NodeLinks | TcpProxy> = [];
@@ -74,6 +75,20 @@ describe('node links', () => {
     expect(b.lost).toEqual([]); // an unknown dialler is no node of ours
   });
 
+  it('a link that cannot be dialled is reported lost, and that peer is no longer used until it announces another', async () => {
+    const a = await node('a');
+    const b = await node('b');
+    const closed = await freePort();
+    a.links.learn('b', { ...b.links.address!, port: closed });
+    a.links.chunk('b', 'bob', 1, randomBytes(100));
+    await until(() => a.lost.length === 1, 'the failed dial reported');
+    expect(a.links.usable('b')).toBe(false); // the bus from now on: never back and forth within a stream
+    a.links.learn('b', b.links.address!);
+    expect(a.links.usable('b')).toBe(true);
+    a.links.chunk('b', 'bob', 1, Buffer.from('now'));
+    await until(() => b.got.length === 1, 'the chunk over the announced link');
+  });
+
   it('a connection cut between the nodes is reported lost at both ends; the next send dials again', async () => {
     const a = await node('a');
     const b = await node('b');
@@ -92,15 +107,16 @@ describe('node links', () => {
     expect(p.passed()).toBeGreaterThan(1000);
   });
 
-  it('a frame larger than any chunk closes the link as lost', async () => {
+  it('a stranger announcing a frame larger than a hello is closed before it sends it', async () => {
     const b = await node('b');
     const raw = connect(b.links.address!.port, '127.0.0.1');
     await new Promise((r) => raw.once('connect', r));
     const head = Buffer.alloc(5);
-    head.writeUInt32BE(0xffffffff, 0);
+    head.writeUInt32BE(2048, 0); // a chunk's size, but no hello yet: not buffered
     raw.write(head);
     await new Promise((r) => raw.once('close', r));
     expect(b.got).toEqual([]);
+    expect(b.lost).toEqual([]);
   });
 
   it('a goodbye is no failure: closing one end reports nothing lost at either', async () => {
