@@ -36,7 +36,7 @@ export async function openStore(config: Readonly<Config>, log: Logger): Promise<
 export async function openRouter(config: Readonly<Config>, log: Logger): Promise<Router> {
   if (!config.natsUrl) return new LocalRouter({ nodeId: config.nodeId });
   const { NatsRouter } = await import('./bus/nats-router.ts');
-  return new NatsRouter({ url: config.natsUrl, nodeId: config.nodeId, logger: log.child({ bus: 'nats', node: config.nodeId }) });
+  return new NatsRouter({ url: config.natsUrl, nodeId: config.nodeId, link: config.nodeLink, logger: log.child({ bus: 'nats', node: config.nodeId }) });
 }
 
 export async function startServer(config: Readonly<Config>, opts: { log?: Logger; store?: Store } = {}): Promise<RunningServer> {

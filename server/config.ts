@@ -45,6 +45,8 @@ export interface Config {
    * bus (the in-process router).
    */
   natsUrl: string | undefined;
+  /** The direct link for cross-node streams (`NODE_LINK`, `NODE_LINK_ANNOUNCE`); undefined when `off`. */
+  nodeLink: { listen: { host: string; port: number }; announce?: { host: string; port: number } } | undefined;
   /** This node's id in logs, health and bus subjects: `NODE_ID`, else random per start. */
   nodeId: string;
   /** Peer addresses whose `X-Forwarded-For` is believed for per-address limits (`TRUSTED_PROXY`). */
@@ -86,6 +88,8 @@ export const SETTINGS = {
   shutdownTimeoutMs: { env: 'SHUTDOWN_TIMEOUT_MS', kind: 'int', def: '10000', min: 100, max: 600_000, doc: 'Longest a graceful shutdown may take before the process exits anyway.' },
   natsUrl: { env: 'NATS_URL', kind: 'string', def: undefined, doc: 'NATS server(s) joining this process to the other nodes of a deployment, e.g. `nats://10.0.0.5:4222` (comma-separated for several; JetStream must be on). Unset: one node, no bus.' },
   trustedProxy: { env: 'TRUSTED_PROXY', kind: 'list', def: '', doc: 'Comma-separated IP addresses of reverse proxies (nginx in front of the nodes) whose `X-Forwarded-For` gives the client address for sign-in and registration limits. Unset: the socket\'s own address is used, and the header is ignored.' },
+  nodeLink: { env: 'NODE_LINK', kind: 'string', def: '127.0.0.1:0', doc: 'With NATS_URL: `host:port` this node listens on for direct links from the other nodes, which carry cross-node stream chunks instead of the bus (port 0: any free one); `off`: streams cross over the bus. A link announced on a loopback address is used only by nodes on the same machine (the same host name), so set an address the other nodes can reach when they run elsewhere.' },
+  nodeLinkAnnounce: { env: 'NODE_LINK_ANNOUNCE', kind: 'string', def: undefined, doc: 'The `host:port` other nodes dial for this node\'s link, when not NODE_LINK\'s (listening on `0.0.0.0`, a NAT, a proxy). Default: NODE_LINK\'s host and the port it got.' },
   nodeId: { env: 'NODE_ID', kind: 'string', def: undefined, doc: 'This node\'s id in logs, `/healthz` and bus subjects: 1 to 32 of `A-Z a-z 0-9 _ -`, unique per node. Default: random at each start.' },
 } as const satisfies Record<string, Setting>;
 
@@ -169,6 +173,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
       }
     }
   }
+  const nodeLink = parseNodeLink(raw('nodeLink')!, raw('nodeLinkAnnounce'));
   const nodeId = raw('nodeId') ?? randomBytes(6).toString('base64url');
   if (!/^[A-Za-z0-9_-]{1,32}$/.test(nodeId)) {
     throw new ConfigError(`NODE_ID must be 1 to 32 of A-Z a-z 0-9 _ -, got ${JSON.stringify(nodeId)}`);
@@ -210,7 +215,39 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     registrationsPerMinute: int('registrationsPerMinute'),
     shutdownTimeoutMs: int('shutdownTimeoutMs'),
     natsUrl: natsUrl?.split(',').map((u) => u.trim()).join(','),
+    nodeLink,
     nodeId,
     trustedProxies,
   });
+}
+
+function parseNodeLink(listenText: string, announceText: string | undefined): Config['nodeLink'] {
+  if (listenText.trim() === 'off') {
+    if (announceText !== undefined) throw new ConfigError('NODE_LINK_ANNOUNCE needs a NODE_LINK (it is off)');
+    return undefined;
+  }
+  const listen = parseHostPort(listenText);
+  if (!listen) throw new ConfigError(`NODE_LINK must be host:port (or [v6]:port, or off); got ${JSON.stringify(listenText)}`);
+  if (announceText === undefined) {
+    if (listen.host === '0.0.0.0' || listen.host === '::') {
+      throw new ConfigError('NODE_LINK on all interfaces needs NODE_LINK_ANNOUNCE: the address the other nodes dial');
+    }
+    return { listen };
+  }
+  const announce = parseHostPort(announceText);
+  if (!announce || announce.port === 0 || announce.host === '0.0.0.0' || announce.host === '::') {
+    throw new ConfigError(`NODE_LINK_ANNOUNCE must be a reachable host:port (not port 0, not 0.0.0.0); got ${JSON.stringify(announceText)}`);
+  }
+  return { listen, announce };
+}
+
+/** Parses `host:port` (`[v6]:port`) as NODE_LINK and NODE_LINK_ANNOUNCE take it; null when malformed. */
+function parseHostPort(s: string): { host: string; port: number } | null {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):(\d{1,5})$/.exec(s.trim());
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port > 65535) return null;
+  const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
+  if (m[1]!.startsWith('[') && isIP(host) !== 6) return null;
+  return { host, port };
 }

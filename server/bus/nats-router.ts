@@ -11,8 +11,13 @@
  *   the clock floor keeps them growing even if the bucket were wiped. A node keeps its own current claims in
  *   `held`; an envelope addressed to an epoch it does not hold is answered `stale`.
  * - **Envelopes** are msgpack on core NATS. Each node listens on `<prefix>.node.<nodeId>`: answered envelopes are
- *   requests, a turn's worth for one node in one request whose reply lists their `DeliveryStatus`es; chunks are
- *   plain publishes (NATS keeps one publisher's order). `<prefix>.all` carries presence, heartbeats and goodbyes.
+ *   requests, a turn's worth for one node in one request whose reply lists their `DeliveryStatus`es (and the
+ *   answering node's link); chunks are plain publishes (NATS keeps one publisher's order). `<prefix>.all` carries
+ *   presence, heartbeats (with the node's link) and goodbyes.
+ * - **Stream traffic** (chunks, and a stream's `ended`, which must follow its chunks) goes over a direct link to the
+ *   other node when both have one (node-link.ts), else over the bus as above. A node learns a peer's link from its
+ *   heartbeats and from the answer to any request, so before the answer to a stream's offer: every chunk of a
+ *   stream takes the same path. A lost link is told to the receiver (`linkLost`).
  * - **The mirror**: every node watches the claims bucket and keeps its live claims in memory, so `deliver` by name
  *   needs no read; the node it names checks the epoch, and a `stale` answer sends it to the bucket. The watch also
  *   tells a node that one of its claims was overtaken, should the takeover request not have reached it.
@@ -33,9 +38,10 @@ import { Limits } from '../../shared/protocol.ts';
 import type { Logger } from '../core/logger.ts';
 import { KeyedMutex } from '../core/mutex.ts';
 import {
-  newerSession, RouterError, type AddressedEnvelope, type BusHealth, type ChunkEnvelope, type Claim, type DeliveryStatus, type NodeId,
+  newerSession, RouterError, type AddressedEnvelope, type BusHealth, type Claim, type DeliveryStatus, type ForwardedEnvelope, type NodeId,
   type PresenceEnvelope, type Router, type RouterReceiver, type SettledEnvelope,
 } from '../core/router.ts';
+import { NodeLinks, type LinkAddress, type LinkMessage } from './node-link.ts';
 
 export interface NatsRouterOptions {
   /** One or more `nats://host:port` URLs, comma-separated (`NATS_URL`). */
@@ -58,6 +64,11 @@ export interface NatsRouterOptions {
   pingIntervalMs?: number;
   /** Pause between reconnection attempts. Default 250 ms. */
   reconnectWaitMs?: number;
+  /**
+   * The direct link for stream traffic (`NODE_LINK`, `NODE_LINK_ANNOUNCE`; see node-link.ts): where to listen, and
+   * what to announce if not that. Absent: this node's stream traffic goes over the bus.
+   */
+  link?: { listen: { host: string; port: number }; announce?: { host: string; port: number } };
 }
 
 /**
@@ -76,7 +87,9 @@ interface Batch {
 const BATCH_MAX = 256;
 const BATCH_BYTES = 512 * 1024;
 /** What goes to every node. */
-type AllMessage = { hb: NodeId } | { bye: NodeId } | { p: PresenceEnvelope };
+type AllMessage = { hb: NodeId; l?: LinkAddress } | { bye: NodeId } | { p: PresenceEnvelope };
+/** A request's answer: the statuses in order, and the answering node's link (learnt before any stream's chunk). */
+interface Answer { st: DeliveryStatus[]; l?: LinkAddress }
 /**
  * A KV value: a live claim, or a released name's tombstone (`s` absent) that keeps its epoch. `r`: the claim's
  * rank; absent in values written before ranks, which then count as the oldest session (any claim takes over).
@@ -133,6 +146,8 @@ export class NatsRouter implements Router {
   private watcher: { stop(): void } | undefined;
   /** Answered envelopes waiting for the end of this turn, by destination node (see `request`). */
   private readonly outbox = new Map<NodeId, Batch>();
+  /** Direct links to other nodes for chunks and `ended`, when configured (node-link.ts). */
+  private links: NodeLinks | undefined;
 
   constructor(private readonly opts: NatsRouterOptions) {
     this.nodeId = opts.nodeId;
@@ -158,10 +173,26 @@ export class NatsRouter implements Router {
     }
     this.nc = nc;
     this.receiver = receiver;
+    if (this.opts.link) {
+      const links = new NodeLinks({ nodeId: this.nodeId, ...this.opts.link, logger: this.log }, {
+        message: (from, m) => this.fromLink(from, m),
+        lost: (node) => this.receiver?.linkLost?.(node),
+      });
+      try {
+        await links.listen();
+      } catch (err) {
+        await nc.close();
+        this.nc = undefined;
+        const { host, port } = this.opts.link.listen;
+        throw new Error(`cannot listen for node links on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+      }
+      this.links = links;
+    }
     try {
       this.kv = await new Kvm(jetstream(nc, { timeout: this.timeout })).create(`${this.prefix}-claims`, { history: 1, storage: StorageType.File });
     } catch (err) {
       await nc.close();
+      await this.links?.close();
       this.nc = undefined;
       throw new Error(`NATS at ${this.opts.url} has no usable JetStream (run nats-server with -js): ${(err as Error).message}`, { cause: err });
     }
@@ -200,6 +231,8 @@ export class NatsRouter implements Router {
     } else {
       await nc.close();
     }
+    // After the bus: what this node told its peers about its streams is on its way before the links say goodbye.
+    await this.links?.close();
     this.setHealth({ up: false, reason: 'closed' });
     this.receiver = undefined;
   }
@@ -318,10 +351,13 @@ export class NatsRouter implements Router {
     return (await this.request(env.node, { s: env })) === 'gone' ? 'gone' : 'taken';
   }
 
-  forward(to: Claim, env: ChunkEnvelope): void {
+  forward(to: Claim, env: ForwardedEnvelope): void {
     const nc = this.connection();
     if (to.node === this.nodeId) this.accept(env, to.epoch);
-    else nc.publish(this.nodeSubject(to.node), pack({ e: env, ep: to.epoch } satisfies NodeMessage));
+    else if (this.links?.usable(to.node)) {
+      if (env.k === 'chunk') this.links.chunk(to.node, env.to, to.epoch, env.bytes);
+      else this.links.envelope(to.node, { e: env, ep: to.epoch } satisfies NodeMessage);
+    } else nc.publish(this.nodeSubject(to.node), pack({ e: env, ep: to.epoch } satisfies NodeMessage));
   }
 
   broadcast(env: PresenceEnvelope): void {
@@ -362,6 +398,20 @@ export class NatsRouter implements Router {
     return this.receiver?.envelope(held, env) ? 'taken' : 'refused';
   }
 
+  /** A frame from a peer's direct link: the same messages as on the bus, in the order that node sent them. */
+  private fromLink(from: NodeId, m: LinkMessage): void {
+    this.alive(from);
+    if (m.kind === 'chunk') {
+      try {
+        this.accept({ k: 'chunk', to: m.to, bytes: m.bytes }, m.epoch);
+      } catch (err) {
+        this.log.error({ err }, 'chunk from a node link failed');
+      }
+    } else {
+      this.take(m.msg as NodeMessage);
+    }
+  }
+
   /** A request (an array of envelopes, answered with their statuses) or a forwarded chunk (one, unanswered). */
   private onNodeMessage(m: Msg): void {
     let decoded: NodeMessage | NodeMessage[];
@@ -369,7 +419,7 @@ export class NatsRouter implements Router {
       decoded = unpack(m.data) as NodeMessage | NodeMessage[];
     } catch (err) {
       this.log.error({ err }, 'bad envelope from the bus');
-      if (m.reply) m.respond(pack([]));
+      if (m.reply) m.respond(pack({ st: [] } satisfies Answer));
       return;
     }
     if (!Array.isArray(decoded)) {
@@ -377,7 +427,7 @@ export class NatsRouter implements Router {
       return;
     }
     const statuses = decoded.map((msg) => this.take(msg));
-    if (m.reply) m.respond(pack(statuses));
+    if (m.reply) m.respond(pack({ st: statuses, l: this.links?.address } satisfies Answer));
   }
 
   private take(msg: NodeMessage): DeliveryStatus {
@@ -405,8 +455,11 @@ export class NatsRouter implements Router {
     }
     if ('hb' in msg) {
       this.alive(msg.hb);
+      if (msg.l) this.links?.learn(msg.hb, msg.l);
     } else if ('bye' in msg) {
-      if (msg.bye !== this.nodeId && this.heard.delete(msg.bye)) this.receiver?.nodeGone(msg.bye);
+      if (msg.bye === this.nodeId) return;
+      this.links?.forget(msg.bye);
+      if (this.heard.delete(msg.bye)) this.receiver?.nodeGone(msg.bye);
     } else {
       this.receiver?.presence(msg.p);
     }
@@ -415,13 +468,14 @@ export class NatsRouter implements Router {
   /** Heartbeat out, recheck claims after an outage, and judge who went silent. */
   private tick(): void {
     if (!this.state.up || !this.nc) return;
-    this.nc.publish(`${this.prefix}.all`, pack({ hb: this.nodeId } satisfies AllMessage));
+    this.nc.publish(`${this.prefix}.all`, pack({ hb: this.nodeId, l: this.links?.address } satisfies AllMessage));
     if (this.recheckDue) void this.recheck();
     const now = Date.now();
     if (now < this.judgeFrom) return;
     for (const [node, at] of [...this.heard]) {
       if (now - at <= 3 * this.heartbeatMs) continue;
       this.heard.delete(node);
+      this.links?.forget(node);
       this.log.warn({ node }, 'node gone: no heartbeat');
       this.receiver?.nodeGone(node);
     }
@@ -496,8 +550,9 @@ export class NatsRouter implements Router {
     try {
       const nc = this.connection();
       const answer = await nc.request(this.nodeSubject(node), pack(batch.msgs), { timeout: this.timeout });
-      const statuses = unpack(answer.data) as DeliveryStatus[];
+      const { st: statuses, l } = unpack(answer.data) as Answer;
       this.alive(node);
+      if (l) this.links?.learn(node, l);
       for (const [i, w] of batch.waiters.entries()) w.resolve(statuses[i] ?? 'refused');
     } catch (err) {
       if (err instanceof RequestError && err.isNoResponders()) for (const w of batch.waiters) w.resolve('gone');

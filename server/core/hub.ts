@@ -128,6 +128,7 @@ export class Hub {
         this.delivery.remote.nodeGone(node);
         this.remoteStreams.nodeGone(node);
       },
+      linkLost: (node) => this.remoteStreams.linkLost(node),
       health: (h) => this.busHealth(h),
     };
     accounts.onTakeover = (key, _current, replaced) => this.takeover(key, replaced);

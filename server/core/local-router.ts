@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  newerSession, RouterError, type AddressedEnvelope, type BusHealth, type ChunkEnvelope, type Claim, type DeliveryStatus, type NodeId,
+  newerSession, RouterError, type AddressedEnvelope, type BusHealth, type Claim, type DeliveryStatus, type ForwardedEnvelope, type NodeId,
   type PresenceEnvelope, type Router, type RouterReceiver, type SettledEnvelope,
 } from './router.ts';
 
@@ -111,7 +111,7 @@ export class LocalRouter implements Router {
     return Promise.resolve('taken');
   }
 
-  forward(to: Claim, env: ChunkEnvelope): void {
+  forward(to: Claim, env: ForwardedEnvelope): void {
     if (!this.live()) throw new RouterError('BUS_UNAVAILABLE', 'router closed');
     const current = this.bus.claims.get(env.to);
     if (current?.epoch !== to.epoch) return;

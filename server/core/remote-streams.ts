@@ -6,9 +6,13 @@
  *   credit) and forwards it untouched to the recipient's claim (`Router.forward`, in order, unanswered);
  * - the **recipient's node** keeps the recipient side: it passes credit on only while the credit outstanding plus
  *   what the recipient's socket has not taken fits in the window, so the end-to-end window bounds what either node
- *   (and the bus) holds, and it checks that chunks arrive at the offsets the sender's node let through;
- * - control (offered, answered, granted, ended, aborted) travels as `stream` envelopes (`deliver`, answered) to the
- *   other party's claim. An answer other than `taken`, a rejection, the other node gone, or the bus down aborts the
+ *   (and the bus, or the direct link) holds, and it checks that chunks arrive at the offsets the sender's node let
+ *   through;
+ * - control (offered, aborted) travels as `stream` envelopes (`deliver`, answered) to the other party's claim;
+ *   `ended` goes the chunks' way (`forward`), so it cannot overtake them, and so do the recipient's answer and
+ *   credit (to the sender's claim named in the offer), which keeps credit off the bus's request round trip where
+ *   there is a direct link, and keeps it behind the answer. An answer other than
+ *   `taken`, a rejection, the other node gone, the bus down, or the direct link to the other node lost aborts the
  *   stream on the side still here, with a reason, and the other side is told when it can be.
  *
  * Stream ids are made by the sender's node: the high bit set (the in-process relay counts up from 1), then nine
@@ -43,6 +47,11 @@ interface Outgoing {
   sent: number;
   runs: [number, number][];
   granted: number;
+  /**
+   * Answer and credit that arrived before the answer to the offer did (they travel by `forward`, which a direct link
+   * does not keep in order with the bus): held until the sender has its `streamOffered`. Null from then on.
+   */
+  early: StreamOp[] | null;
 }
 
 /** The recipient's side, on the recipient's node. */
@@ -53,6 +62,8 @@ interface Incoming {
   /** The sender's name key and node: where control goes. */
   senderKey: string;
   origin: NodeId;
+  /** The sender's claim, when the offer named its epoch: answer and credit go to it by `forward`. */
+  peer: Claim | undefined;
   size: number;
   state: 'offered' | 'accepted';
   received: number;
@@ -114,7 +125,7 @@ export class RemoteStreams {
         : new AppError('RECIPIENT_OFFLINE', `${name} is not online`, f.ref);
     }
     const sid = this.allocateSid();
-    const st: Outgoing = { side: 'out', sid, sender: s, peer, size: f.size, state: 'offered', sent: 0, runs: [], granted: 0 };
+    const st: Outgoing = { side: 'out', sid, sender: s, peer, size: f.size, state: 'offered', sent: 0, runs: [], granted: 0, early: [] };
     this.add(s, st);
     const offered = { t: Op.StreamOffered, sid, tid: f.ref, from: s.name, to: toName, name: f.name, size: f.size, mime: f.mime, container: f.container } as const;
     const status = await this.deliver(st, offered);
@@ -126,12 +137,15 @@ export class RemoteStreams {
     if (this.streams.get(sid) !== st) return; // aborted while the offer travelled
     s.send({ ...offered, ref: f.ref });
     s.log.info({ sid, to: toName, size: f.size, mime: f.mime, node: peer.node }, 'stream offered across nodes');
+    const early = st.early ?? [];
+    st.early = null;
+    for (const e of early) if (this.streams.get(sid) === st) this.toSenderSession(st, e);
   }
 
   answer(s: Session, f: StreamAnswerFrame): void {
     const st = this.incoming(s, f.sid);
     if (st.state !== 'offered') throw new AppError('STREAM_UNKNOWN', 'that stream was already answered', f.sid);
-    this.send(st, { t: Op.StreamAnswered, sid: st.sid, accept: f.accept });
+    this.toSender(st, { t: Op.StreamAnswered, sid: st.sid, accept: f.accept });
     if (!f.accept) {
       this.free(st);
       s.send({ t: Op.StreamAborted, sid: st.sid, reason: AbortReason.DECLINED, message: 'declined' });
@@ -185,7 +199,12 @@ export class RemoteStreams {
     }
     const ended = { t: Op.StreamEnded, sid: st.sid, bytes: st.sent } as const;
     this.free(st);
-    this.send(st, ended);
+    try {
+      // After the chunks, on their path (a direct link is not ordered with the bus).
+      this.router.forward(st.peer, { k: EnvelopeKind.Stream, to: st.peer.key, fromKey: s.key, origin: this.router.nodeId, frame: ended });
+    } catch {
+      // The bus is down: the recipient's node aborts the stream on its side (busDown); the sender has it all sent.
+    }
     s.send(ended);
     s.log.info({ sid: st.sid, bytes: st.sent }, 'stream complete (across nodes)');
   }
@@ -222,6 +241,7 @@ export class RemoteStreams {
       const st: Incoming = {
         side: 'in', sid: f.sid, recipient: r, senderKey: env.fromKey, origin: env.origin, size: f.size, state: 'offered',
         received: 0, runs: [], granted: 0, wanted: 0,
+        peer: typeof env.fromEpoch === 'number' ? { key: env.fromKey, sid: '', node: env.origin, epoch: env.fromEpoch, rank: 0 } : undefined, // addressing only: the epoch is what a forward checks
       };
       this.add(r, st);
       r.send({ ...f, to: r.name });
@@ -230,19 +250,8 @@ export class RemoteStreams {
     const st = this.streams.get(f.sid);
     if (!st) return f.t === Op.StreamAborted; // already gone here: an abort has nothing more to do
     if (st.side === 'out' && st.sender === r) {
-      if (f.t === Op.StreamAnswered) {
-        if (st.state !== 'offered') return true;
-        if (f.accept) st.state = 'accepted';
-        else this.free(st);
-        r.send(f);
-      } else if (f.t === Op.StreamGranted) {
-        st.granted += f.bytes;
-        // Credit is latency-critical: out now, not at the end of the turn (as in streams.ts).
-        r.forward(encodeFrame(f));
-      } else if (f.t === Op.StreamAborted) {
-        this.free(st);
-        r.send(f);
-      }
+      if (st.early && (f.t === Op.StreamAnswered || f.t === Op.StreamGranted)) st.early.push(f);
+      else this.toSenderSession(st, f);
       return true;
     }
     if (st.side === 'in' && st.recipient === r) {
@@ -262,6 +271,24 @@ export class RemoteStreams {
     return false;
   }
 
+  /** Control from the recipient's node for the sender, once the sender knows the stream. */
+  private toSenderSession(st: Outgoing, f: StreamOp): void {
+    const r = st.sender;
+    if (f.t === Op.StreamAnswered) {
+      if (st.state !== 'offered') return;
+      if (f.accept) st.state = 'accepted';
+      else this.free(st);
+      r.send(f);
+    } else if (f.t === Op.StreamGranted) {
+      st.granted += f.bytes;
+      // Credit is latency-critical: out now, not at the end of the turn (as in streams.ts).
+      r.forward(encodeFrame(f));
+    } else if (f.t === Op.StreamAborted) {
+      this.free(st);
+      r.send(f);
+    }
+  }
+
   /** `node` is gone: streams with a party there are aborted here. */
   nodeGone(node: NodeId): void {
     for (const st of [...this.streams.values()]) {
@@ -272,13 +299,33 @@ export class RemoteStreams {
 
   /** The bus is down: no cross-node stream can go on. */
   busDown(): void {
+    for (const st of [...this.streams.values()]) this.lostPeer(st);
+  }
+
+  /**
+   * The direct link with `node` failed: chunks may have been lost on it, so the streams with a party there end as
+   * on a bus failure. The other side's node saw the same link fail and does the same; it is told too, in case.
+   */
+  linkLost(node: NodeId): void {
     for (const st of [...this.streams.values()]) {
-      this.abort(st, st.side === 'out' ? AbortReason.RECIPIENT_DISCONNECTED : AbortReason.SENDER_DISCONNECTED,
-        'the connection between the servers was lost', false);
+      if ((st.side === 'out' ? st.peer.node : st.origin) === node) this.lostPeer(st, true);
     }
   }
 
   // ------------------------------------------------------------------------------------------------------
+
+  /**
+   * The connection to the other party's node failed. `tell`: that node is told too (it should have seen the same
+   * failure), with the reason as its user sees it, so whichever comes first the user is told the same.
+   */
+  private lostPeer(st: Remote, tell = false): void {
+    const here = st.side === 'out' ? AbortReason.RECIPIENT_DISCONNECTED : AbortReason.SENDER_DISCONNECTED;
+    const there = st.side === 'out' ? AbortReason.SENDER_DISCONNECTED : AbortReason.RECIPIENT_DISCONNECTED;
+    const message = 'the connection between the servers was lost';
+    if (this.streams.get(st.sid) !== st) return;
+    this.abort(st, here, message, false);
+    if (tell) this.send(st, { t: Op.StreamAborted, sid: st.sid, reason: there, message });
+  }
 
   /** A chunk from the sender's node: the offsets it let through must line up here too, or bytes went missing. */
   private chunkIn(r: Session, bytes: Uint8Array): boolean {
@@ -303,7 +350,23 @@ export class RemoteStreams {
     if (allowed === 0) return;
     st.granted += allowed;
     st.wanted -= allowed;
-    this.send(st, { t: Op.StreamGranted, sid: st.sid, bytes: allowed });
+    this.toSender(st, { t: Op.StreamGranted, sid: st.sid, bytes: allowed });
+  }
+
+  /**
+   * The recipient's answer or credit to the sender's claim by `forward` (unanswered: a sender's node that no longer
+   * has the stream has told this node, or will, why), else as any control.
+   */
+  private toSender(st: Incoming, frame: StreamOp): void {
+    if (!st.peer) {
+      this.send(st, frame);
+      return;
+    }
+    try {
+      this.router.forward(st.peer, { k: EnvelopeKind.Stream, to: st.senderKey, fromKey: st.recipient.key, origin: this.router.nodeId, frame });
+    } catch {
+      this.lostPeer(st);
+    }
   }
 
   /** Ends a stream here with `reason`; `tell`: the other party's node is told too (it may still be there). */
@@ -327,7 +390,7 @@ export class RemoteStreams {
 
   private deliver(st: Remote, frame: StreamOp): Promise<string> {
     const env: StreamEnvelope = st.side === 'out'
-      ? { k: EnvelopeKind.Stream, to: st.peer.key, fromKey: st.sender.key, origin: this.router.nodeId, frame }
+      ? { k: EnvelopeKind.Stream, to: st.peer.key, fromKey: st.sender.key, origin: this.router.nodeId, ...epochOf(st.sender), frame }
       : { k: EnvelopeKind.Stream, to: st.senderKey, fromKey: st.recipient.key, origin: this.router.nodeId, frame };
     return viaRouter(() => (st.side === 'out' ? this.router.deliver(env, st.peer) : this.router.deliver(env)))
       .catch(() => 'failed');
@@ -373,4 +436,9 @@ function messageFor(reason: AbortReasonName): string {
     case AbortReason.SERVER_SHUTDOWN: return 'the server is shutting down';
     default: return reason.toLowerCase().replace(/_/g, ' ');
   }
+}
+
+/** The sender's claim epoch for an offer's envelope, when it has one (see `StreamEnvelope.fromEpoch`). */
+function epochOf(s: Session): { fromEpoch?: number } {
+  return s.claim ? { fromEpoch: s.claim.epoch } : {};
 }

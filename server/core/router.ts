@@ -221,6 +221,11 @@ export interface StreamEnvelope {
   /** Name key of the stream's other party (the one whose node sends this). */
   fromKey: string;
   origin: NodeId;
+  /**
+   * The epoch of that party's claim, on an offer: the recipient's node then sends its answer and credit by
+   * `forward` to that claim (the chunks' path, the direct link when there is one) rather than `deliver`.
+   */
+  fromEpoch?: number;
   frame: StreamOp;
 }
 
@@ -238,9 +243,18 @@ export interface WakeEnvelope {
 export interface ChunkEnvelope {
   k: typeof EnvelopeKind.Chunk;
   to: string;
-  /** The chunk frame as the sender sent it (header and payload). */
+  /**
+   * The chunk frame as the sender sent it (header and payload). Valid during the call it is handed over in only
+   * (`forward`, `RouterReceiver.envelope`): it may be a transport's or a link's receive buffer.
+   */
   bytes: Uint8Array;
 }
+
+/**
+ * What `forward` carries: chunks, a stream's `ended` (which must not overtake its chunks), and the recipient's
+ * answer and credit (latency-critical, and kept in order with each other).
+ */
+export type ForwardedEnvelope = ChunkEnvelope | StreamEnvelope;
 
 /** Everything addressed to the holder of one name. */
 export type AddressedEnvelope = TextEnvelope | ReceiptEnvelope | TakeoverEnvelope | ReplacedEnvelope | EndedEnvelope | StreamEnvelope | ChunkEnvelope | WakeEnvelope | SignalEnvelope;
@@ -319,6 +333,12 @@ export interface RouterReceiver {
    * queues what it had handed to that node and not yet seen settled, and aborts streams with its users.
    */
   nodeGone(node: NodeId): void;
+  /**
+   * The direct link with `node` (an adapter's faster path for `forward`) failed: what was forwarded over it may be
+   * lost, so the core aborts the streams with that node's users as it does when the bus goes down. Only adapters
+   * with such links call it.
+   */
+  linkLost?(node: NodeId): void;
   /** The bus went down or came back. While down, remote operations reject with BUS_UNAVAILABLE. */
   health(health: BusHealth): void;
 }
@@ -370,10 +390,10 @@ export interface Router {
    */
   settle(env: SettledEnvelope): Promise<'taken' | 'gone'>;
   /**
-   * Sends a chunk (or other unanswered envelope) to a known claim: in order per destination, at most once, no
-   * answer. Throws BUS_UNAVAILABLE synchronously when the bus is down.
+   * Sends a chunk or a stream envelope to a known claim: in order per destination (an `ended` after the chunks
+   * forwarded before it), at most once, no answer. Throws BUS_UNAVAILABLE synchronously when the bus is down.
    */
-  forward(to: Claim, env: ChunkEnvelope): void;
+  forward(to: Claim, env: ForwardedEnvelope): void;
   /** Tells every node, this one included (presence). Best effort; throws BUS_UNAVAILABLE when the bus is down. */
   broadcast(env: PresenceEnvelope): void;
 }

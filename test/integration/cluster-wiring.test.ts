@@ -15,6 +15,8 @@ import { deleteAccount, signOut } from '../../client/sdk/http.ts';
 import { Harness, PASSWORD, insecureFetch, wsUrl } from '../support/harness.ts';
 import { startNatsServer, type NatsServer } from '../support/nats-server.ts';
 import { helloWire, type FlatReceipt } from '../support/wire.ts';
+import { until } from '../contract/router.contract.ts';
+import { freePort, startTcpProxy } from '../support/tcp-proxy.ts';
 
 const h = new Harness('mongodb');
 let nats: NatsServer | undefined;
@@ -256,5 +258,69 @@ describe('behind a balancer', () => {
     const direct = await h.server(); // no trusted proxy: the header is anyone's to write, so it is ignored
     expect((await failures(direct.url, '198.51.100.3', 50)).at(-1)).toBe('RATE_LIMITED');
     expect(await failures(direct.url, '198.51.100.4', 1)).toEqual(['RATE_LIMITED']);
+  });
+});
+
+describe('two nodes whose direct link runs through a TCP proxy', () => {
+  it('carries the stream\'s chunks over the link; a cut link aborts the stream on both sides with a reason', async () => {
+    nats = await startNatsServer();
+    const storeEnv = await h.storeEnv();
+    const linkPort = await freePort();
+    // Node 2 listens on linkPort and announces the proxy, so node 1's chunks for node 2 pass through it.
+    const proxy = await startTcpProxy(linkPort);
+    try {
+      nodes.push(await startChild({ ...storeEnv, NATS_URL: nats.url, NODE_ID: 'l1', DATA_DIR: h.tempDir() }));
+      nodes.push(await startChild({
+        ...storeEnv, NATS_URL: nats.url, NODE_ID: 'l2', DATA_DIR: h.tempDir(),
+        NODE_LINK: `127.0.0.1:${linkPort}`, NODE_LINK_ANNOUNCE: `127.0.0.1:${proxy.port}`,
+      }));
+      const [n1, n2] = nodes as [ChildServer, ChildServer];
+      const alice = await helloWire(h.rawSocket(wsUrl(n1.url), await h.account(n1, 'alice')));
+      const bob = await helloWire(h.rawSocket(wsUrl(n2.url), await h.account(n2, 'bob')));
+      const size = 10 * 1024 * 1024;
+      alice.send({ t: Op.StreamOffer, ref: 'file-link', to: 'bob', name: 'x.bin', size, mime: 'application/octet-stream', container: 'other' });
+      const { sid } = await bob.next(Op.StreamOffered);
+      bob.send({ t: Op.StreamAnswer, sid, accept: true, credit: 1024 * 1024 });
+      await alice.next(Op.StreamGranted, (f) => f.sid === sid);
+      const data = randomBytes(1024 * 1024);
+      for (let at = 0; at < data.length; at += 65_536) alice.ws.send(encodeChunk(sid, at, data.subarray(at, at + 65_536)));
+      const arrived = (): number => bob.frames.reduce((n, f) => n + (f.t === 'chunk' && f.header.sid === sid ? f.header.length : 0), 0);
+      await until(() => arrived() === data.length, 'the first MiB at bob');
+      const chunks = bob.frames.filter((f): f is ChunkFrame => f.t === 'chunk' && f.header.sid === sid);
+      expect(Buffer.concat(chunks.map((c) => c.bytes.subarray(CHUNK_HEADER_BYTES))).equals(data)).toBe(true);
+      expect(proxy.passed()).toBeGreaterThan(data.length); // the chunks went over the link, not the bus
+
+      proxy.cut();
+      const [fromAlice, fromBob] = await Promise.all([
+        alice.next(Op.StreamAborted, (f) => f.sid === sid),
+        bob.next(Op.StreamAborted, (f) => f.sid === sid),
+      ]);
+      expect(fromAlice).toMatchObject({ reason: 'RECIPIENT_DISCONNECTED', message: 'the connection between the servers was lost' });
+      expect(fromBob).toMatchObject({ reason: 'SENDER_DISCONNECTED', message: 'the connection between the servers was lost' });
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('with NODE_LINK=off the stream crosses over the bus, byte for byte, its end after its last chunk', async () => {
+    nats = await startNatsServer();
+    const storeEnv = await h.storeEnv();
+    for (const id of ['b1', 'b2']) {
+      nodes.push(await startChild({ ...storeEnv, NATS_URL: nats.url, NODE_ID: id, DATA_DIR: h.tempDir(), NODE_LINK: 'off' }));
+    }
+    const [n1, n2] = nodes as [ChildServer, ChildServer];
+    const alice = await helloWire(h.rawSocket(wsUrl(n1.url), await h.account(n1, 'alice')));
+    const bob = await helloWire(h.rawSocket(wsUrl(n2.url), await h.account(n2, 'bob')));
+    const data = randomBytes(3 * 1024 * 1024 + 777);
+    alice.send({ t: Op.StreamOffer, ref: 'file-bus', to: 'bob', name: 'x.bin', size: data.length, mime: 'application/octet-stream', container: 'other' });
+    const { sid } = await bob.next(Op.StreamOffered);
+    bob.send({ t: Op.StreamAnswer, sid, accept: true, credit: data.length });
+    await alice.next(Op.StreamGranted, (f) => f.sid === sid);
+    for (let at = 0; at < data.length; at += 65_536) alice.ws.send(encodeChunk(sid, at, data.subarray(at, at + 65_536)));
+    alice.send({ t: Op.StreamEnd, sid });
+    await bob.next(Op.StreamEnded, (f) => f.sid === sid);
+    const chunks = bob.frames.filter((f): f is ChunkFrame => f.t === 'chunk' && f.header.sid === sid);
+    expect(Buffer.concat(chunks.map((c) => c.bytes.subarray(CHUNK_HEADER_BYTES))).equals(data)).toBe(true);
+    await alice.next(Op.StreamEnded, (f) => f.sid === sid);
   });
 });

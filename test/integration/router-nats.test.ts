@@ -8,10 +8,12 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NatsRouter } from '../../server/bus/nats-router.ts';
+import { Op } from '../../shared/protocol.ts';
 import { createLogger } from '../../server/core/logger.ts';
-import { RouterError, type Claim } from '../../server/core/router.ts';
+import { RouterError, type AddressedEnvelope, type ChunkEnvelope, type Claim, type NodeId } from '../../server/core/router.ts';
 import { defineRouterContract, RecordingReceiver, until } from '../contract/router.contract.ts';
 import { startNatsServer, type NatsServer } from '../support/nats-server.ts';
+import { freePort, startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 
 const HEARTBEAT_MS = 250;
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -135,5 +137,65 @@ describe('NatsRouter: a node never heard from', () => {
     // `a` holds a copy with it now (in the hub): it must be told the node is gone to queue it.
     await until(() => ra.gone.includes('quiet'), 'a sees the quiet node gone', 15_000);
     expect(await a.locate('carol')).toBeNull();
+  });
+});
+
+class LinkReceiver extends RecordingReceiver {
+  readonly linksLost: NodeId[] = [];
+  /** A chunk's bytes are valid during the call only (as a transport's receive buffer): kept as a copy. */
+  override envelope(claim: Claim, env: AddressedEnvelope): boolean {
+    return super.envelope(claim, env.k === 'chunk' ? { ...env, bytes: Uint8Array.from(env.bytes) } : env);
+  }
+  linkLost(node: NodeId): void {
+    this.linksLost.push(node);
+  }
+}
+
+describe('NatsRouter with direct node links', () => {
+  let nats: NatsServer | undefined;
+  let proxy: TcpProxy | undefined;
+  const routers: NatsRouter[] = [];
+  afterEach(async () => {
+    for (const r of routers.splice(0)) await r.close();
+    await proxy?.close();
+    await nats?.close();
+  });
+
+  it('forwards chunks and an ended over the link once it knows it, in order and epoch-checked; a cut link is told to both', async () => {
+    nats = await startNatsServer();
+    const log = createLogger('silent');
+    const linkPort = await freePort();
+    proxy = await startTcpProxy(linkPort);
+    const a = new NatsRouter({ url: nats.url, nodeId: 'a', prefix: 'links', heartbeatMs: HEARTBEAT_MS, logger: log, link: { listen: { host: '127.0.0.1', port: 0 } } });
+    const b = new NatsRouter({
+      url: nats.url, nodeId: 'b', prefix: 'links', heartbeatMs: HEARTBEAT_MS, logger: log,
+      link: { listen: { host: '127.0.0.1', port: linkPort }, announce: { host: '127.0.0.1', port: proxy.port } },
+    });
+    routers.push(a, b);
+    const ra = new LinkReceiver();
+    const rb = new LinkReceiver();
+    await a.start(ra);
+    await b.start(rb);
+    const old = await b.claim('bob', 's0', 1);
+    const c = await b.claim('bob', 's1', 2);
+    // Any answered envelope's answer carries b's link (as the answer to a stream's offer does).
+    expect(await a.deliver({ k: 'wake', to: 'bob' }, c)).toBe('taken');
+    a.forward(old, { k: 'chunk', to: 'bob', bytes: new Uint8Array([9, 9, 9]) }); // a stale epoch: not handed over
+    for (let i = 0; i < 100; i++) a.forward(c, { k: 'chunk', to: 'bob', bytes: new Uint8Array(70_000).fill(i) });
+    a.forward(c, { k: 'stream', to: 'bob', fromKey: 'alice', origin: 'a', frame: { t: Op.StreamEnded, sid: 7, bytes: 7_000_000 } });
+    await until(() => rb.envelopes.length === 102, 'the wake, 100 chunks and the ended');
+    const envs = rb.envelopes.map((e) => e.env);
+    expect(envs[0]!.k).toBe('wake');
+    expect(envs.slice(1, 101).map((e) => { const bytes = (e as ChunkEnvelope).bytes; return [bytes.length, bytes[0], bytes[69_999]]; }))
+      .toEqual(Array.from({ length: 100 }, (_, i) => [70_000, i, i]));
+    expect(envs[101]).toMatchObject({ k: 'stream', frame: { t: Op.StreamEnded, sid: 7 } });
+    expect(rb.envelopes.every((e) => e.claim.epoch === c.epoch)).toBe(true);
+    expect(proxy.passed()).toBeGreaterThan(100 * 70_000); // over the link, not the bus
+
+    proxy.cut();
+    await until(() => ra.linksLost.length === 1 && rb.linksLost.length === 1, 'the cut link told to both nodes');
+    expect(ra.linksLost).toEqual(['b']);
+    expect(rb.linksLost).toEqual(['a']);
+    expect(ra.gone).toEqual([]); // the nodes themselves are still there
   });
 });

@@ -1,4 +1,4 @@
-/** The settings of several nodes: NATS_URL and NODE_ID. Without NATS_URL nothing changes. */
+/** The settings of several nodes: NATS_URL, NODE_ID and the node link. Without NATS_URL nothing changes. */
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/config.ts';
 
@@ -26,5 +26,25 @@ describe('config: several nodes', () => {
     for (const bad of ['node.1', 'a b', 'x'.repeat(33), 'nöde', 'a*']) {
       expect(() => loadConfig({ NODE_ID: bad }, []), bad).toThrow(/NODE_ID must be/);
     }
+  });
+
+  it('takes NODE_LINK and NODE_LINK_ANNOUNCE as host:port, or off; loopback on any port by default', () => {
+    expect(loadConfig({}, []).nodeLink).toEqual({ listen: { host: '127.0.0.1', port: 0 } });
+    expect(loadConfig({ NODE_LINK: 'off' }, []).nodeLink).toBeUndefined();
+    expect(loadConfig({ NODE_LINK: '10.0.0.5:7100' }, []).nodeLink).toEqual({ listen: { host: '10.0.0.5', port: 7100 } });
+    expect(loadConfig({}, ['--node-link', '[::1]:0']).nodeLink).toEqual({ listen: { host: '::1', port: 0 } });
+    expect(loadConfig({ NODE_LINK: '0.0.0.0:7100', NODE_LINK_ANNOUNCE: 'node-3.internal:7100' }, []).nodeLink)
+      .toEqual({ listen: { host: '0.0.0.0', port: 7100 }, announce: { host: 'node-3.internal', port: 7100 } });
+  });
+
+  it('refuses a NODE_LINK or NODE_LINK_ANNOUNCE that other nodes could not dial, naming the setting', () => {
+    for (const bad of ['7100', 'host', 'a:b', 'a:70000', '[nothex]:1', 'a b:1', ':7100']) {
+      expect(() => loadConfig({ NODE_LINK: bad }, []), bad).toThrow(/NODE_LINK must be/);
+    }
+    expect(() => loadConfig({ NODE_LINK: '0.0.0.0:7100' }, [])).toThrow(/NODE_LINK on all interfaces needs NODE_LINK_ANNOUNCE/);
+    for (const bad of ['a:0', '0.0.0.0:7100', 'x']) {
+      expect(() => loadConfig({ NODE_LINK_ANNOUNCE: bad }, []), bad).toThrow(/NODE_LINK_ANNOUNCE must be/);
+    }
+    expect(() => loadConfig({ NODE_LINK: 'off', NODE_LINK_ANNOUNCE: 'a:1' }, [])).toThrow(/NODE_LINK_ANNOUNCE needs a NODE_LINK/);
   });
 });

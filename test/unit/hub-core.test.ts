@@ -312,6 +312,16 @@ class SlowTextAnswers extends LocalRouter {
   }
 }
 
+/** Holds the answer to each stream offer (delivered at once) until the test releases it. */
+class SlowOfferAnswers extends LocalRouter {
+  readonly answers: Array<() => void> = [];
+  override deliver(env: AddressedEnvelope, to?: Claim): Promise<DeliveryStatus> {
+    const status = super.deliver(env, to);
+    if (env.k !== 'stream' || env.frame.t !== Op.StreamOffered) return status;
+    return new Promise((resolve) => this.answers.push(() => resolve(status)));
+  }
+}
+
 /**
  * The in-process router as a NATS node behaves when its claim waits for the earlier holder's node to answer the
  * takeover: the claim is on the bus at once (later claims of the name see it and take it over), but `claim`
@@ -732,6 +742,34 @@ describe('hub: two nodes on one in-process bus', () => {
     await settle();
     expect(alice.of(Op.Error).map((e) => e.code)).toEqual(['STREAM_NO_CREDIT']);
     expect(bob.of(Op.StreamAborted)[0]).toMatchObject({ sid, reason: 'PROTOCOL' });
+  });
+
+  it("the recipient's answer and credit overtaking the answer to the offer reach the sender after its streamOffered", async () => {
+    // The answer and credit go by `forward` (a direct link between NATS nodes), the offer's answer by the bus: the
+    // first can arrive first. The sender's node holds them until the sender has its `streamOffered`.
+    const bus = new LocalBus();
+    const store = new MemoryStore();
+    const slowOffers = new SlowOfferAnswers({ nodeId: 'n1', bus });
+    const n1 = setup({ bus, store, node: 'n1', router: slowOffers });
+    const n2 = setup({ bus, store, node: 'n2' });
+    const alice = n1.connect('alice');
+    const bob = n2.connect('bob');
+    await settle();
+    n1.frame(alice, { t: Op.StreamOffer, ref: 'r1', to: 'bob', name: 'clip.webm', size: 10, mime: 'video/webm', container: 'webm' });
+    await settle();
+    const { sid } = bob.of(Op.StreamOffered)[0]!;
+    n2.frame(bob, { t: Op.StreamAnswer, sid, accept: true, credit: 10 });
+    await settle();
+    expect(alice.of(Op.StreamAnswered)).toEqual([]); // held: alice does not know the stream yet
+    expect(alice.of(Op.StreamGranted)).toEqual([]);
+    slowOffers.answers.splice(0).forEach((release) => release());
+    await settle();
+    const order = alice.frames.map((f) => (f as { t: unknown }).t).filter((t) => t === Op.StreamOffered || t === Op.StreamAnswered || t === Op.StreamGranted);
+    expect(order).toEqual([Op.StreamOffered, Op.StreamAnswered, Op.StreamGranted]);
+    n1.hub.frame(alice, encodeChunk(sid, 0, new Uint8Array(10)));
+    n1.frame(alice, { t: Op.StreamEnd, sid });
+    await settle();
+    expect(bob.of(Op.StreamEnded)[0]).toMatchObject({ sid, bytes: 10 });
   });
 
   it('a stream ends once every byte crossed; credit granted as the recipient asks', async () => {
