@@ -6,7 +6,9 @@
  *   idle   resident bytes per idle authenticated connection (10,000 by default) vs the bare uWS relay: the
  *          slope of RSS (each reading after a full GC) as connections are added, and the JS heap per connection.
  *   relay  MiB/s for 1 and 8 concurrent streams with end-to-end credit, and the server's peak RSS for two file
- *          sizes (to show it does not depend on the file size), vs the bare uWS relay forwarding the same chunks.
+ *          sizes (to show it does not depend on the file size), vs the bare uWS relay forwarding the same chunks
+ *          and credit frames (each row against the bare row of the same streams and file size); the time from
+ *          the first credit to every stream's first chunk byte.
  *   store  enqueue and drain rates of each Store adapter.
  *   router what the Router seam costs per envelope: in-process against a Map lookup, NATS node to node.
  *   requeue  N (4,000) unacked messages put back on the queue after a takeover: batched vs one write each.
@@ -25,7 +27,8 @@
  *          --idle 10000  --relay-mib 512  --store-n 10000  --store-recipients 100  --store-long 10000
  *          --generators 2 (text and room load generator processes)
  *          --room-members 100  --room-senders 4  --room-window 4  --room-store-n 2000
- *          --profile (no value): Parley servers run with --cpu-prof; the text and cluster-relay rows print their top self time
+ *          --profile (no value): Parley servers run with --cpu-prof; the text and cluster-relay rows print their top self time,
+ *          the relay rows that of Parley's servers and of the bare uWS relays (which then run with --cpu-prof too)
  * A row whose generator (the busiest generator process, for text) used more than 90% of a core is marked `!`:
  * there the generator, not the server, may be the ceiling.
  * Every server runs as its own process (children of this one) so CPU and memory are its own.
@@ -98,24 +101,24 @@ async function seedDir(users: number, seed?: (store: EmbeddedStore) => Promise<v
 }
 
 /** A Parley server process on a data directory made by `seedDir`. */
-async function startParley(seeded: { dir: string; tokens: Map<string, string> }, env: Record<string, string> = {}): Promise<Target & { child: Child }> {
+async function startParley(seeded: { dir: string; tokens: Map<string, string> }, env: Record<string, string> = {}, nodeArgs = serverNodeArgs): Promise<Target & { child: Child }> {
   const child = await startChild('server/main.ts', {
     ...serverProcessEnv(),
     PORT: '0', DATA_DIR: seeded.dir, LOG_LEVEL: 'info', IDLE_TIMEOUT_SEC: '3600',
     // The benchmark's clients send far faster than a person; the per-connection flood limit would stop them.
     FRAME_RATE: '10000000', FRAME_BURST: '1000000', ...env,
-  }, serverNodeArgs);
+  }, nodeArgs);
   children.push(child);
   return { kind: 'parley', port: child.port, pid: child.pid, tokens: seeded.tokens, child };
 }
 
 /** A Parley server process with `users` accounts and one session each, written straight into its store. */
-async function parley(users: number, env: Record<string, string> = {}, seed?: (store: EmbeddedStore) => Promise<void>): Promise<Target & { child: Child }> {
-  return startParley(await seedDir(users, seed), env);
+async function parley(users: number, env: Record<string, string> = {}, seed?: (store: EmbeddedStore) => Promise<void>, nodeArgs = serverNodeArgs): Promise<Target & { child: Child }> {
+  return startParley(await seedDir(users, seed), env, nodeArgs);
 }
 
-async function bare(kind: 'uws' | 'ws', env: Record<string, string> = {}): Promise<Target & { child: Child }> {
-  const child = await startChild(`scripts/bench/bare-${kind}.ts`, env);
+async function bare(kind: 'uws' | 'ws', env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Target & { child: Child }> {
+  const child = await startChild(`scripts/bench/bare-${kind}.ts`, env, nodeArgs);
   children.push(child);
   return { kind: 'bare', port: child.port, pid: child.pid, child };
 }
@@ -130,6 +133,8 @@ function serverProcessEnv(): Record<string, string> {
 
 /** Node flags of Parley server processes: a CPU profile each under `--profile`. */
 const serverNodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+/** Under `--profile`, flags that write a CPU profile into `sub` of the profile directory (a section's own). */
+const profileInto = (sub: string): string[] => (profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, sub)}`] : []);
 
 const mib = (b: number) => (b / 1024 / 1024).toFixed(1);
 const fixed = (n: number, d = 0) => n.toFixed(d);
@@ -299,11 +304,12 @@ async function relaySection(): Promise<void> {
   const rows: Array<Array<string | number>> = [];
   const rate: Record<string, number> = {};
   const runs: Array<[string, () => Promise<Target & { child: Child }>, number, number]> = [
-    ['bare uWS relay, 1 stream', () => bare('uws'), 1, relayMib],
-    ['Parley, 1 stream', () => parley(16), 1, relayMib],
-    ['bare uWS relay, 8 streams', () => bare('uws'), 8, relayMib / 8],
-    ['Parley, 8 streams', () => parley(16), 8, relayMib / 8],
-    ['Parley, 1 stream, 4x the file', () => parley(16), 1, relayMib * 4],
+    ['bare uWS relay, 1 stream', () => bare('uws', {}, profileInto('relay-bare')), 1, relayMib],
+    ['Parley, 1 stream', () => parley(16, {}, undefined, profileInto('relay-parley')), 1, relayMib],
+    ['bare uWS relay, 8 streams', () => bare('uws', {}, profileInto('relay-bare')), 8, relayMib / 8],
+    ['Parley, 8 streams', () => parley(16, {}, undefined, profileInto('relay-parley')), 8, relayMib / 8],
+    ['bare uWS relay, 1 stream, 4x the file', () => bare('uws', {}, profileInto('relay-bare')), 1, relayMib * 4],
+    ['Parley, 1 stream, 4x the file', () => parley(16, {}, undefined, profileInto('relay-parley')), 1, relayMib * 4],
   ];
   const results = new Map<string, Array<Awaited<ReturnType<typeof runRelay>>>>();
   for (let i = 0; i < repeat; i++) {
@@ -320,17 +326,23 @@ async function relaySection(): Promise<void> {
     const r = median(all, (x) => x.mibPerSec);
     r.peakRss = Math.max(...all.map((x) => x.peakRss));
     rate[label] = r.mibPerSec;
-    const base = label.includes('8 streams') ? 'bare uWS relay, 8 streams' : 'bare uWS relay, 1 stream';
+    const base = label.includes('8 streams') ? 'bare uWS relay, 8 streams' : label.includes('4x') ? 'bare uWS relay, 1 stream, 4x the file' : 'bare uWS relay, 1 stream';
     const hot = all.some((x) => x.generatorCpu > GENERATOR_LIMIT);
     relayMarked ||= hot;
     rows.push([label, fixed(mibEach * streams), `${fixed(r.mibPerSec)} (${all.map((x) => fixed(x.mibPerSec)).join('/')})`, mib(r.rssBefore), mib(r.peakRss),
-      `${fixed(r.serverCpu * 100)}%`, fixed((r.serverCpu / r.mibPerSec) * 1000, 2), `${fixed(r.generatorCpu * 100)}%${hot ? ' !' : ''}`,
+      all.map((x) => fixed(x.firstMs)).join('/'), `${fixed(r.serverCpu * 100)}%`, fixed((all.reduce((a, x) => a + x.serverCpu / x.mibPerSec, 0) / all.length) * 1000, 2),
+      `${fixed(r.generatorCpu * 100)}%${hot ? ' !' : ''}`,
       ((rate[label] ?? 0) / (rate[base] ?? 1)).toFixed(2) + 'x']);
   }
   table(`relay: 256 KiB chunks, end-to-end credit (4 MiB window), senders and viewers as fast as they go in two generator processes, median of ${repeat} interleaved runs (peak RSS: highest; generator CPU: the busier process)`,
-    ['run', 'MiB total', 'MiB/s (runs)', 'RSS before MiB', 'peak RSS MiB', 'server CPU', 'server CPU ms/MiB', 'generator CPU', 'vs bare uWS'], rows);
+    ['run', 'MiB total', 'MiB/s (runs)', 'RSS before MiB', 'peak RSS MiB', 'first chunk ms (runs)', 'server CPU', 'server CPU ms/MiB (mean of runs)', 'generator CPU', 'vs bare uWS'], rows);
   if (relayMarked) process.stdout.write(`  ! the generator used more than ${GENERATOR_LIMIT * 100}% of a core in a run of this row: it may be the ceiling\n`);
   process.stdout.write('  target: Parley >= 0.95x the bare uWS relay; peak RSS independent of the file size\n');
+  if (profileDir) {
+    for (const [who, sub] of [['Parley servers', 'relay-parley'], ['bare uWS relays', 'relay-bare']] as const) {
+      table(`relay: ${who}' top self time over all runs (profiles in ${join(profileDir, sub)})`, ['function', 'busy %', 'ms'], topSelfTime(join(profileDir, sub)));
+    }
+  }
 }
 
 async function storeSection(): Promise<void> {

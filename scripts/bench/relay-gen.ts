@@ -2,10 +2,15 @@
  * One side of the relay load (scripts/bench/relay.ts) in its own process: every sender, or every viewer, of the S
  * streams, so that neither side's work is the ceiling of a core the other needs.
  *
- *   coordinator -> RelayJob              connect; reply { ready: true }
- *   coordinator -> { cmd: 'go' }          senders offer (Parley) or start (bare relay); viewers answer and count
+ *   coordinator -> RelayJob              connect (Parley: senders offer, viewers accept with no credit yet);
+ *                                         reply { ready: true }
+ *   coordinator -> { cmd: 'go' }          viewers grant the window; senders send as credit comes; viewers count
  *   viewer      -> { done: true, cpu, elapsed }   once every stream arrived whole (then exits)
  *   coordinator -> { cmd: 'stop' }        sender: reply { cpu, elapsed }, close, exit
+ *
+ * What is timed is the same client protocol against both servers: the first credit, then chunks and credit
+ * frames. The offer and its answer, which the bare relay does not know, are setup like connecting: Parley's
+ * stream is accepted before `go`, and the bare relay passes the credit frames on blindly.
  *
  * Chunk frames are built once per stream and reused in turn: with the credit loop at most WINDOW / CHUNK chunks
  * are unacknowledged, and a chunk whose credit came back has left this process, so a ring of twice that many is
@@ -32,7 +37,12 @@ export interface RelayJob {
   streams: number;
   bytesEach: number;
 }
-export interface RelaySideReport { cpu: number; elapsed: number }
+export interface RelaySideReport {
+  cpu: number;
+  elapsed: number;
+  /** Viewers only: ms from `go` (the first credit sent) until the first chunk byte of every stream had come. */
+  firstMs?: number;
+}
 
 function chunkRing(sid: number, fill: number): Buffer[] {
   return Array.from({ length: RING }, () => {
@@ -43,14 +53,16 @@ function chunkRing(sid: number, fill: number): Buffer[] {
   });
 }
 
-/** Sender `i`: offers (Parley) and pumps chunks as credit comes. */
-async function sender(t: Target, i: number, bytes: number, fail: (e: Error) => void): Promise<{ go(): void; ws: WebSocket }> {
+/** Sender `i`: offers (Parley) and waits for the answer, then pumps chunks as credit comes. */
+async function sender(t: Target, i: number, bytes: number, fail: (e: Error) => void): Promise<{ ws: WebSocket }> {
   const ws = await connect(t, userName(2 * i), userName(2 * i + 1));
   let sid = i + 1;
   let ring = chunkRing(sid, i);
   let next = 0;
   let credit = 0;
   let sent = 0;
+  let answered: () => void = () => undefined;
+  const accepted = new Promise<void>((resolve) => (answered = resolve));
   const pump = (): void => {
     while (credit > 0 && sent < bytes) {
       const n = Math.min(CHUNK, credit, bytes - sent);
@@ -63,34 +75,35 @@ async function sender(t: Target, i: number, bytes: number, fail: (e: Error) => v
     }
   };
   ws.on('message', (data: Buffer) => {
-    const f = unpackr.unpack(data) as { t: number; sid: number; bytes: number; code?: string; message?: string };
+    const f = unpackr.unpack(data) as { t: number; sid: number; bytes: number; accept?: boolean; code?: string; message?: string };
     if (f.t === Op.StreamOffered) {
       sid = f.sid;
       ring = chunkRing(sid, i);
+    } else if (f.t === Op.StreamAnswered) {
+      if (f.accept) answered();
+      else fail(new Error('stream declined'));
     } else if (f.t === Op.StreamGranted || f.t === Op.StreamCredit) {
       credit += f.bytes;
       pump();
     } else if (f.t === Op.Error) fail(new Error(`${f.code}: ${f.message}`));
   });
-  return {
-    ws,
-    go: () => {
-      if (t.kind === 'parley') {
-        ws.send(encodeFrame({ t: Op.StreamOffer, ref: `bench-${i}`, to: userName(2 * i + 1), name: 'bench.mp4', size: bytes, mime: 'video/mp4', container: 'fmp4' }));
-      } else {
-        credit = WINDOW; // the bare relay has no offer: it forwards chunks and credit frames blindly
-        pump();
-      }
-    },
-  };
+  if (t.kind === 'parley') {
+    ws.send(encodeFrame({ t: Op.StreamOffer, ref: `bench-${i}`, to: userName(2 * i + 1), name: 'bench.mp4', size: bytes, mime: 'video/mp4', container: 'fmp4' }));
+    await accepted;
+  }
+  return { ws };
 }
 
-/** Viewer `i`: answers the offer with the window, counts chunk bytes, grants credit; resolves `arrived` when whole. */
-async function viewer(t: Target, i: number, bytes: number, fail: (e: Error) => void): Promise<{ arrived: Promise<void>; sock: RawSocket }> {
+/**
+ * Viewer `i`: accepts the offer (no credit yet); `go` grants the window; counts chunk bytes, grants credit as
+ * they pass; resolves `arrived` when whole.
+ */
+async function viewer(t: Target, i: number, bytes: number, fail: (e: Error) => void): Promise<{ arrived: Promise<void>; sock: RawSocket; go(): void; firstAt(): number }> {
   const name = userName(2 * i + 1);
   const peer = userName(2 * i);
   let sid = i + 1;
   let received = 0;
+  let firstAt = 0;
   let ungranted = 0;
   let arrive: () => void = () => undefined;
   const arrived = new Promise<void>((resolve) => (arrive = resolve));
@@ -101,6 +114,7 @@ async function viewer(t: Target, i: number, bytes: number, fail: (e: Error) => v
       // A chunk's payload passes in pieces; its header is taken off once, with the first piece.
       onChunkBytes: (piece, first) => {
         const n = piece - (first ? CHUNK_HEADER_BYTES : 0);
+        if (received === 0) firstAt = performance.now();
         received += n;
         ungranted += n;
         if (ungranted >= WINDOW / 4 && received < bytes) {
@@ -118,7 +132,7 @@ async function viewer(t: Target, i: number, bytes: number, fail: (e: Error) => v
         const f = unpackr.unpack(data) as { t: number; sid: number; reason?: string };
         if (f.t === Op.StreamOffered) {
           sid = f.sid;
-          sock!.send(encodeFrame({ t: Op.StreamAnswer, sid: f.sid, accept: true, credit: WINDOW }));
+          sock!.send(encodeFrame({ t: Op.StreamAnswer, sid: f.sid, accept: true }));
         }
         if (f.t === Op.StreamAborted) fail(new Error(`stream aborted: ${f.reason}`));
       },
@@ -129,7 +143,7 @@ async function viewer(t: Target, i: number, bytes: number, fail: (e: Error) => v
       sock!.send(encodeFrame({ t: Op.Hello, v: PROTOCOL_VERSION }));
     });
   }
-  return { arrived, sock };
+  return { arrived, sock, go: () => sock!.send(encodeFrame({ t: Op.StreamCredit, sid, bytes: WINDOW })), firstAt: () => firstAt };
 }
 
 async function main(job: RelayJob): Promise<void> {
@@ -147,9 +161,11 @@ async function main(job: RelayJob): Promise<void> {
     process.once('message', () => {
       cpu0 = selfCpuSeconds();
       t0 = performance.now();
+      for (const v of viewers) v.go();
       void Promise.all(viewers.map((v) => v.arrived)).then(() => {
         for (const v of viewers) v.sock.close();
-        process.send!({ done: true, ...report() }, () => process.exit(0));
+        const firstMs = Math.max(...viewers.map((v) => v.firstAt())) - t0;
+        process.send!({ done: true, ...report(), firstMs }, () => process.exit(0));
       });
     });
   } else {
@@ -158,7 +174,6 @@ async function main(job: RelayJob): Promise<void> {
       if (m.cmd === 'go') {
         cpu0 = selfCpuSeconds();
         t0 = performance.now();
-        for (const s of senders) s.go();
       } else if (m.cmd === 'stop') {
         const r = report();
         for (const s of senders) s.ws.terminate();

@@ -1,7 +1,7 @@
 /**
  * Relay load: S concurrent streams of `bytes` each, 256 KiB chunks, with the same end-to-end credit loop against
- * Parley (offer/accept, server-checked chunks) and the bare relay (which forwards chunks and credit frames
- * blindly). The senders run in one generator process and the viewers in another (scripts/bench/relay-gen.ts),
+ * Parley (server-checked chunks and credit; the offer is answered before the clock starts) and the bare relay
+ * (which forwards chunks and credit frames blindly). The senders run in one generator process and the viewers in another (scripts/bench/relay-gen.ts),
  * so neither is the other's ceiling. Reports end-to-end MiB/s, the server's RSS before and at its peak, its CPU,
  * and the busier generator's.
  */
@@ -9,7 +9,11 @@ import { cpuSeconds, forkGenerator, rssBytes, stopGenerators } from './lib.ts';
 import type { RelayJob, RelaySideReport } from './relay-gen.ts';
 import type { Target } from './text.ts';
 
-export interface RelayResult { mibPerSec: number; rssBefore: number; peakRss: number; serverCpu: number; generatorCpu: number }
+export interface RelayResult {
+  mibPerSec: number; rssBefore: number; peakRss: number; serverCpu: number; generatorCpu: number;
+  /** ms from the first credit until every stream's first chunk byte reached its viewer. */
+  firstMs: number;
+}
 
 const GEN_ENTRY = new URL('./relay-gen.ts', import.meta.url).pathname;
 
@@ -31,8 +35,8 @@ export async function runRelay(t: Target, streams: number, bytesEach: number): P
     const cpu0 = cpuSeconds(t.pid);
     const t0 = performance.now();
     const done = viewers.next<RelaySideReport & { done: true }>();
+    senders.proc.send({ cmd: 'go' }); // the senders only start their CPU clock: they send once credit comes
     viewers.proc.send({ cmd: 'go' });
-    senders.proc.send({ cmd: 'go' });
     const seen = await done;
     const elapsed = (performance.now() - t0) / 1000;
     clearInterval(sampler);
@@ -43,7 +47,7 @@ export async function runRelay(t: Target, streams: number, bytesEach: number): P
     const sending = await sent;
     return {
       mibPerSec: (streams * bytesEach) / 1024 / 1024 / elapsed,
-      rssBefore, peakRss, serverCpu,
+      rssBefore, peakRss, serverCpu, firstMs: seen.firstMs ?? 0,
       generatorCpu: Math.max(seen.cpu / seen.elapsed, sending.cpu / sending.elapsed),
     };
   } finally {
