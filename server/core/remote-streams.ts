@@ -317,6 +317,11 @@ export class RemoteStreams {
     const offline = new AppError('RECIPIENT_OFFLINE', `${taken?.sender ?? fromName} is not online; the transfer stays paused`, f.tid);
     if (!peer || peer.node === this.router.nodeId || !r.claim) {
       giveBack();
+      // With one process nobody else can keep it; in a cluster the node of a party that dropped last may, and
+      // the recipient is asked again when the sender is back.
+      if (!taken && this.router.kind === 'in-process') {
+        throw new AppError('TRANSFER_UNKNOWN', 'no paused transfer with that id from that person (finished, given up or expired)', f.tid);
+      }
       throw offline;
     }
     const sid = this.allocateSid();
