@@ -15,7 +15,11 @@
  *   `taken`, a rejection, the other node gone, the bus down, or the direct link to the other node lost aborts the
  *   stream on the side still here, with a reason, and the other side is told when it can be.
  *
- * Stream ids are made by the sender's node: the high bit set (the in-process relay counts up from 1), then nine
+ * A cut by a party's disconnect or takeover pauses an accepted stream as on one node: the node of the party still
+ * connected keeps the transfer in its relay (`StreamRelay.keep`), and a resume goes from the recipient's node to the
+ * sender's holder (`resume`, `resumeAsked`; docs/architecture.md, "Resuming a cut transfer").
+ *
+ * Stream ids are made by the sender's node (a resumed stream's by the recipient's node, which asks): the high bit set (the in-process relay counts up from 1), then nine
  * bits of the node id's hash and a counter, so two nodes' ids do not meet; a recipient's node that already has the
  * id refuses the offer rather than confuse two streams.
  */
