@@ -5,7 +5,7 @@
  */
 import { CloseCode } from '../../shared/codes.ts';
 import { decodeClientFrame, ProtocolError, type ChunkFrame } from '../../shared/codec.ts';
-import { Limits, Op, PROTOCOL_VERSION, type ClientFrame, type HelloFrame, type PingFrame, type StreamOfferFrame } from '../../shared/protocol.ts';
+import { Limits, Op, PROTOCOL_VERSION, type ClientFrame, type HelloFrame, type PingFrame, type StreamOfferFrame, type StreamResumeFrame } from '../../shared/protocol.ts';
 import type { Clock } from './clock.ts';
 import type { Delivery } from './delivery.ts';
 import { nameKey, normalizeName } from '../../shared/names.ts';
@@ -69,7 +69,7 @@ export class Dispatch {
       [Op.StreamCredit]: (s, f) => (remote(f.sid) ? remoteStreams.credit(s, f) : streams.credit(s, f)),
       [Op.StreamEnd]: (s, f) => (remote(f.sid) ? remoteStreams.end(s, f) : streams.end(s, f)),
       [Op.StreamCancel]: (s, f) => (remote(f.sid) ? remoteStreams.cancel(s, f) : streams.cancel(s, f)),
-      [Op.StreamResume]: (s, f) => streams.resume(s, f),
+      [Op.StreamResume]: (s, f) => this.resume(s, f),
       [Op.StreamDrop]: (s, f) => streams.drop(s, f),
       [Op.RoomCreate]: (s, f) => rooms.create(s, f),
       [Op.RoomJoin]: (s, f) => rooms.join(s, f),
@@ -161,6 +161,16 @@ export class Dispatch {
     s.lastSeen = ticks(this.clock.now());
     this.delivery.start(s);
     this.streams.sessionReady(s);
+    this.remoteStreams.sessionReady(s);
+  }
+
+  /** A resume whose sender has a session here goes to this node's relay; otherwise across nodes. */
+  private resume(s: Session, f: StreamResumeFrame): void {
+    const name = normalizeName(f.from);
+    if (name === null || this.host.isHere(nameKey(name))) return this.streams.resume(s, f);
+    this.remoteStreams.resume(s, f).catch((err: unknown) => {
+      tellError(s, err, f.tid, () => this.host.storeDown());
+    });
   }
 
   /** An offer to a name held here goes to this node's relay; to any other name, across nodes (or offline). */

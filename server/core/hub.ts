@@ -139,7 +139,7 @@ export class Hub {
     }, this.online, clock, log, () => this.health.down());
     // A session's rooms start once its one-to-one queue is drained: no room read delays that drain.
     this.delivery.onLive = (s) => this.rooms.start(s);
-    this.remoteStreams = new RemoteStreams(router, opts.streams, (key) => this.online.get(key), (key) => accounts.lookup(key), log);
+    this.remoteStreams = new RemoteStreams(router, opts.streams, (key) => this.online.get(key), (key) => accounts.lookup(key), log, this.streams);
     const signals = (this.signals = new PeerSignals((key) => this.online.get(key), (key, frame) => {
       viaRouter(() => router.deliver({ k: EnvelopeKind.Signal, to: key, frame })).catch(() => undefined);
     }));
@@ -381,6 +381,7 @@ export class Hub {
   private presenceFrom(env: PresenceEnvelope): void {
     if (env.origin === this.router.nodeId) return; // announced here already
     this.delivery.remote.forget(env.key);
+    if (env.online) this.remoteStreams.peerOnline(env.key);
     if (!env.online && this.online.has(env.key)) return; // moved here: no offline
     this.presence.announce(env.key, env.name, env.online);
   }

@@ -15,7 +15,11 @@
  *   `taken`, a rejection, the other node gone, the bus down, or the direct link to the other node lost aborts the
  *   stream on the side still here, with a reason, and the other side is told when it can be.
  *
- * Stream ids are made by the sender's node: the high bit set (the in-process relay counts up from 1), then nine
+ * A cut by a party's disconnect or takeover pauses an accepted stream as on one node: the node of the party still
+ * connected keeps the transfer in its relay (`StreamRelay.keep`), and a resume goes from the recipient's node to the
+ * sender's holder (`resume`, `resumeAsked`; docs/architecture.md, "Resuming a cut transfer").
+ *
+ * Stream ids are made by the sender's node (a resumed stream's by the recipient's node, which asks): the high bit set (the in-process relay counts up from 1), then nine
  * bits of the node id's hash and a counter, so two nodes' ids do not meet; a recipient's node that already has the
  * id refuses the offer rather than confuse two streams.
  */
@@ -26,15 +30,17 @@ import { encodeFrame } from '../../shared/codec.ts';
 import { nameKey, normalizeName } from '../../shared/names.ts';
 import {
   Op,
-  type StreamAnswerFrame, type StreamCancelFrame, type StreamCreditFrame, type StreamEndFrame, type StreamOfferFrame,
+  type ByteRanges, type StreamAnswerFrame, type StreamCancelFrame, type StreamCreditFrame, type StreamEndFrame,
+  type StreamOfferFrame, type StreamResumedFrame, type StreamResumeFrame,
 } from '../../shared/protocol.ts';
 import { AppError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import {
   EnvelopeKind, viaRouter, type ChunkEnvelope, type Claim, type NodeId, type Router, type StreamEnvelope, type StreamOp,
+  type TransferMeta,
 } from './router.ts';
 import type { Session } from './session.ts';
-import { chunkViolation, placeChunk, type StreamOptions } from './streams.ts';
+import { chunkViolation, placeChunk, type StreamOptions, type StreamRelay } from './streams.ts';
 
 /** The sender's side, on the sender's node. */
 interface Outgoing {
@@ -49,9 +55,16 @@ interface Outgoing {
   granted: number;
   /**
    * Answer and credit that arrived before the answer to the offer did (they travel by `forward`, which a direct link
-   * does not keep in order with the bus): held until the sender has its `streamOffered`. Null from then on.
+   * does not keep in order with the bus): held until the sender has its `streamOffered`, or, for a resume that
+   * found the sender still saying hello, its `streamResumed` (`announce`). Null from then on.
    */
   early: StreamOp[] | null;
+  /** A resumed stream's `streamResumed` for a sender not welcomed yet: sent at its welcome (`sessionReady`). */
+  announce?: StreamResumedFrame;
+  /** What the transfer is, kept paused when a cut ends the stream. */
+  transfer: TransferMeta;
+  /** A resumed stream's ranges the recipient already has (see streams.ts). */
+  held: ByteRanges;
 }
 
 /** The recipient's side, on the recipient's node. */
@@ -65,11 +78,17 @@ interface Incoming {
   /** The sender's claim, when the offer named its epoch: answer and credit go to it by `forward`. */
   peer: Claim | undefined;
   size: number;
-  state: 'offered' | 'accepted';
+  /** `resuming`: asked the sender's node to resume; its `streamResumed` (size, what) has not come back yet. */
+  state: 'offered' | 'accepted' | 'resuming';
   received: number;
   runs: [number, number][];
   granted: number;
   wanted: number;
+  /** What the transfer is; unknown while resuming one the sender's node kept. */
+  transfer: TransferMeta | undefined;
+  held: ByteRanges;
+  /** A resume's paused transfer this node kept and took out: kept again if the resume fails. */
+  taken?: TransferMeta & { expires: number };
 }
 
 type Remote = Outgoing | Incoming;
@@ -87,6 +106,8 @@ export class RemoteStreams {
     private readonly online: (key: string) => Session | undefined,
     private readonly lookup: (key: string) => Promise<string | null>,
     private readonly log: Logger,
+    /** This node's relay: where a cut keeps a transfer paused (the node of the party still connected keeps it). */
+    private readonly relay: StreamRelay,
   ) {
     let h = 0;
     for (const c of router.nodeId) h = (h * 31 + c.charCodeAt(0)) >>> 0;
@@ -125,7 +146,10 @@ export class RemoteStreams {
         : new AppError('RECIPIENT_OFFLINE', `${name} is not online`, f.ref);
     }
     const sid = this.allocateSid();
-    const st: Outgoing = { side: 'out', sid, sender: s, peer, size: f.size, state: 'offered', sent: 0, runs: [], granted: 0, early: [] };
+    const transfer: TransferMeta = {
+      tid: f.ref, name: f.name, size: f.size, mime: f.mime, container: f.container, senderKey: s.key, recipientKey: toKey, sender: s.name, recipient: toName,
+    };
+    const st: Outgoing = { side: 'out', sid, sender: s, peer, size: f.size, state: 'offered', sent: 0, runs: [], granted: 0, early: [], transfer, held: [] };
     this.add(s, st);
     const offered = { t: Op.StreamOffered, sid, tid: f.ref, from: s.name, to: toName, name: f.name, size: f.size, mime: f.mime, container: f.container } as const;
     const status = await this.deliver(st, offered);
@@ -222,8 +246,104 @@ export class RemoteStreams {
       const reason = why === AbortReason.RECIPIENT_DISCONNECTED || why === AbortReason.SENDER_DISCONNECTED
         ? (st.side === 'out' ? AbortReason.SENDER_DISCONNECTED : AbortReason.RECIPIENT_DISCONNECTED)
         : why;
-      this.abort(st, reason, messageFor(reason), true);
+      // As on one node: an accepted stream cut by a disconnect or a takeover is paused, and the other party's node
+      // keeps the transfer (its party is still there); a server shutdown ends it.
+      const resumable = st.state !== 'offered' && reason !== AbortReason.SERVER_SHUTDOWN;
+      this.abort(st, reason, messageFor(reason), true, resumable ? this.relay.resumeWindowMs : undefined);
     }
+  }
+
+  /**
+   * A session was welcomed: a resume that found it still saying hello goes on now, and the recipients (on other
+   * nodes) of the transfers this node keeps paused from it are told to ask (this node's relay tells its own).
+   */
+  sessionReady(s: Session): void {
+    for (const st of this.bySession.get(s) ?? []) {
+      if (st.side !== 'out' || !st.announce) continue;
+      s.send(st.announce);
+      st.announce = undefined;
+      const early = st.early ?? [];
+      st.early = null;
+      for (const e of early) if (this.streams.get(st.sid) === st) this.toSenderSession(st, e);
+    }
+    for (const p of this.relay.keptFrom(s.key)) {
+      if (this.online(p.recipientKey)) continue;
+      const env: StreamEnvelope = {
+        k: EnvelopeKind.Stream, to: p.recipientKey, fromKey: s.key, origin: this.router.nodeId, frame: { t: Op.StreamResumable, tid: p.tid, from: s.name },
+      };
+      viaRouter(() => this.router.deliver(env)).catch(() => undefined); // best effort: the recipient also asks at its welcome
+    }
+  }
+
+  /**
+   * `key` came online on another node (its presence broadcast): recipients here of transfers this node keeps
+   * paused from it are told to ask.
+   */
+  peerOnline(key: string): void {
+    for (const p of this.relay.keptFrom(key)) {
+      const r = this.online(p.recipientKey);
+      if (r && (r.phase === 'live' || r.phase === 'draining')) r.send({ t: Op.StreamResumable, tid: p.tid, from: p.sender });
+    }
+  }
+
+  /**
+   * The recipient of a paused transfer asks to resume, and its sender has no session on this node: the sender's
+   * holder is asked (a `streamResumed` envelope with this node's new stream id and, when this node kept the
+   * transfer, what it is); its node answers with the same frame by `forward`, the chunks' path, and the stream
+   * goes on as a resumed one. Refusals as on one node (docs/protocol.md, "Resumable transfers").
+   */
+  async resume(r: Session, f: StreamResumeFrame): Promise<void> {
+    const fromName = normalizeName(f.from);
+    if (!fromName) throw new AppError('TRANSFER_UNKNOWN', 'no paused transfer with that id from that person (finished, given up or expired)', f.tid);
+    const senderKey = nameKey(fromName);
+    let heldBytes = 0;
+    for (let i = 0; i < f.held.length; i++) {
+      const [a, b] = f.held[i]!;
+      if (!(a < b && (i === 0 || a > f.held[i - 1]![1]))) {
+        throw new AppError('STREAM_BAD_OFFSET', 'held ranges must be sorted, apart, non-empty and inside the file', f.tid);
+      }
+      heldBytes += b - a;
+    }
+    const taken = this.relay.take(senderKey, f.tid, r.key);
+    if (taken && f.held.length > 0 && f.held[f.held.length - 1]![1] > taken.size) {
+      this.relay.keep(taken, taken.expires);
+      throw new AppError('STREAM_BAD_OFFSET', 'held ranges must be sorted, apart, non-empty and inside the file', f.tid);
+    }
+    const giveBack = () => {
+      if (taken) this.relay.keep(taken, taken.expires);
+    };
+    if (this.relay.count(r) + this.count(r) >= this.opts.maxStreamsPerUser) {
+      giveBack();
+      throw new AppError('STREAM_LIMIT', `at most ${this.opts.maxStreamsPerUser} streams at once per user`, f.tid);
+    }
+    const peer = await viaRouter(() => this.router.locate(senderKey)).catch(() => null);
+    if (r.phase === 'closed') return giveBack();
+    const offline = new AppError('RECIPIENT_OFFLINE', `${taken?.sender ?? fromName} is not online; the transfer stays paused`, f.tid);
+    if (!peer || peer.node === this.router.nodeId || !r.claim) {
+      giveBack();
+      // With one process nobody else can keep it; in a cluster the node of a party that dropped last may, and
+      // the recipient is asked again when the sender is back.
+      if (!taken && this.router.kind === 'in-process') {
+        throw new AppError('TRANSFER_UNKNOWN', 'no paused transfer with that id from that person (finished, given up or expired)', f.tid);
+      }
+      throw offline;
+    }
+    const sid = this.allocateSid();
+    const st: Incoming = {
+      side: 'in', sid, recipient: r, senderKey, origin: peer.node, peer, size: taken?.size ?? 0, state: 'resuming',
+      received: heldBytes, runs: [], granted: heldBytes, wanted: f.credit ?? 0, transfer: taken, held: f.held, taken,
+    };
+    this.add(r, st);
+    const frame = { t: Op.StreamResumed, sid, tid: f.tid, from: taken?.sender ?? fromName, to: r.name, size: st.size, held: f.held } as const;
+    const env: StreamEnvelope = {
+      k: EnvelopeKind.Stream, to: senderKey, fromKey: r.key, origin: this.router.nodeId, fromEpoch: r.claim.epoch, frame, ...(taken ? { kept: taken } : {}),
+    };
+    const status = await viaRouter(() => this.router.deliver(env, peer)).catch(() => 'failed');
+    if (status === 'taken' || this.streams.get(sid) !== st) return;
+    // The sender's node has no such transfer, or its session cannot take it now: still paused, as on one node.
+    this.free(st);
+    giveBack();
+    throw offline;
   }
 
   drained(r: Session): void {
@@ -240,14 +360,23 @@ export class RemoteStreams {
       if (this.count(r) >= this.opts.maxStreamsPerUser) return false;
       const st: Incoming = {
         side: 'in', sid: f.sid, recipient: r, senderKey: env.fromKey, origin: env.origin, size: f.size, state: 'offered',
-        received: 0, runs: [], granted: 0, wanted: 0,
+        received: 0, runs: [], granted: 0, wanted: 0, held: [],
+        transfer: {
+          tid: f.tid, name: f.name, size: f.size, mime: f.mime, container: f.container, senderKey: env.fromKey, recipientKey: r.key, sender: f.from, recipient: r.name,
+        },
         peer: typeof env.fromEpoch === 'number' ? { key: env.fromKey, sid: '', node: env.origin, epoch: env.fromEpoch, rank: 0 } : undefined, // addressing only: the epoch is what a forward checks
       };
       this.add(r, st);
       r.send({ ...f, to: r.name });
       return true;
     }
+    if (f.t === Op.StreamResumable) {
+      if (r.phase !== 'live' && r.phase !== 'draining') return false;
+      r.send(f);
+      return true;
+    }
     const st = this.streams.get(f.sid);
+    if (f.t === Op.StreamResumed && !st) return this.resumeAsked(r, env, f);
     if (!st) return f.t === Op.StreamAborted; // already gone here: an abort has nothing more to do
     if (st.side === 'out' && st.sender === r) {
       if (st.early && (f.t === Op.StreamAnswered || f.t === Op.StreamGranted)) st.early.push(f);
@@ -255,6 +384,17 @@ export class RemoteStreams {
       return true;
     }
     if (st.side === 'in' && st.recipient === r) {
+      if (f.t === Op.StreamResumed) {
+        // The sender's node took the resume: the stream goes on, already accepted.
+        if (st.state !== 'resuming') return true;
+        st.state = 'accepted';
+        st.size = f.size;
+        st.transfer = env.kept ?? st.transfer;
+        r.send({ ...f, to: r.name });
+        r.log.info({ sid: st.sid, tid: f.tid, from: f.from, held: st.received, size: f.size }, 'stream resumed across nodes');
+        if (st.wanted > 0) this.grant(st, 0);
+        return true;
+      }
       if (f.t === Op.StreamEnded) {
         if (st.received !== st.size) {
           this.abort(st, AbortReason.PROTOCOL, `ended after ${st.received} of ${st.size} bytes arrived`, true);
@@ -264,11 +404,57 @@ export class RemoteStreams {
         r.send(f);
       } else if (f.t === Op.StreamAborted) {
         this.free(st);
+        this.keepIfResumable(f.resumeMs, st.transfer ?? env.kept);
         r.send(f);
       }
       return true;
     }
     return false;
+  }
+
+  /**
+   * On the sender's node: the recipient's node asks to resume transfer `f.tid` as its new stream `f.sid`. The
+   * transfer is the one this node kept paused (the sender was still here at the cut), or the one the recipient's
+   * node kept and sends. Whether it was taken (a stream id in use here, or no such transfer, is refused).
+   */
+  private resumeAsked(s: Session, env: StreamEnvelope, f: StreamResumedFrame): boolean {
+    if (s.phase === 'closed' || typeof env.fromEpoch !== 'number' || nameKey(f.from) !== s.key) return false;
+    if (this.relay.count(s) + this.count(s) >= this.opts.maxStreamsPerUser) return false;
+    const mine = this.relay.take(s.key, f.tid, env.fromKey);
+    const kept = env.kept;
+    const transfer: TransferMeta | undefined = mine ?? (kept && kept.senderKey === s.key && kept.recipientKey === env.fromKey && kept.tid === f.tid ? kept : undefined);
+    if (!transfer) return false;
+    const last = f.held[f.held.length - 1];
+    if (last && last[1] > transfer.size) {
+      if (mine) this.relay.keep(mine, mine.expires);
+      return false;
+    }
+    let heldBytes = 0;
+    for (const [a, b] of f.held) heldBytes += b - a;
+    const peer: Claim = { key: env.fromKey, sid: '', node: env.origin, epoch: env.fromEpoch, rank: 0 }; // addressing only
+    const resumed = { t: Op.StreamResumed, sid: f.sid, tid: f.tid, from: s.name, to: transfer.recipient, size: transfer.size, held: f.held } as const;
+    const ready = s.phase === 'live' || s.phase === 'draining';
+    const st: Outgoing = {
+      side: 'out', sid: f.sid, sender: s, peer, size: transfer.size, state: 'accepted', sent: heldBytes, runs: [], granted: heldBytes,
+      early: ready ? null : [], transfer: { ...transfer }, held: f.held, ...(ready ? {} : { announce: resumed }),
+    };
+    this.add(s, st);
+    try {
+      this.router.forward(peer, { k: EnvelopeKind.Stream, to: env.fromKey, fromKey: s.key, origin: this.router.nodeId, kept: st.transfer, frame: resumed });
+    } catch {
+      this.free(st);
+      if (mine) this.relay.keep(mine, mine.expires);
+      return false;
+    }
+    if (ready) s.send(resumed);
+    s.log.info({ sid: f.sid, tid: f.tid, to: transfer.recipient, held: heldBytes, size: transfer.size, node: env.origin }, 'stream resumed across nodes');
+    return true;
+  }
+
+  /** A cut on the other party's node paused the transfer (`resumeMs`): this node, whose party is here, keeps it. */
+  private keepIfResumable(resumeMs: number | undefined, transfer: TransferMeta | undefined): void {
+    if (resumeMs === undefined || !transfer) return;
+    this.relay.keep(transfer, Date.now() + resumeMs);
   }
 
   /** Control from the recipient's node for the sender, once the sender knows the stream. */
@@ -285,6 +471,7 @@ export class RemoteStreams {
       r.forward(encodeFrame(f));
     } else if (f.t === Op.StreamAborted) {
       this.free(st);
+      this.keepIfResumable(f.resumeMs, st.transfer);
       r.send(f);
     }
   }
@@ -332,7 +519,7 @@ export class RemoteStreams {
     const header = readChunkHeader(bytes);
     const st = header ? this.streams.get(header.sid) : undefined;
     if (!header || !st || st.side !== 'in' || st.recipient !== r || st.state !== 'accepted') return false;
-    if (!placeChunk(st.runs, header.offset, header.length) || st.received + header.length > st.granted) {
+    if (!placeChunk(st.runs, header.offset, header.length, st.held) || st.received + header.length > st.granted) {
       this.abort(st, AbortReason.PROTOCOL, 'a chunk was lost between the servers', true);
       return true;
     }
@@ -370,17 +557,24 @@ export class RemoteStreams {
   }
 
   /** Ends a stream here with `reason`; `tell`: the other party's node is told too (it may still be there). */
-  private abort(st: Remote, reason: AbortReasonName, message: string, tell: boolean): void {
+  /**
+   * Ends a stream here with `reason`; `tell`: the other party's node is told too (it may still be there).
+   * `resumeMs`: a cut that pauses the transfer; the other party's node keeps it (the frame carries what it is).
+   */
+  private abort(st: Remote, reason: AbortReasonName, message: string, tell: boolean, resumeMs?: number): void {
     if (!this.free(st)) return;
-    const frame = { t: Op.StreamAborted, sid: st.sid, reason, message } as const;
+    const frame = resumeMs === undefined
+      ? { t: Op.StreamAborted, sid: st.sid, reason, message } as const
+      : { t: Op.StreamAborted, sid: st.sid, reason, message, resumeMs } as const;
     (st.side === 'out' ? st.sender : st.recipient).send(frame);
-    if (tell) this.send(st, frame);
-    this.log.info({ sid: st.sid, reason, side: st.side }, 'cross-node stream aborted');
+    if (st.side === 'in' && st.state === 'resuming' && resumeMs === undefined && st.taken) this.relay.keep(st.taken, st.taken.expires);
+    if (tell) this.send(st, frame, resumeMs === undefined ? undefined : st.transfer);
+    this.log.info({ sid: st.sid, reason, side: st.side, paused: resumeMs !== undefined }, 'cross-node stream aborted');
   }
 
   /** Control to the other party's node; a stream whose envelope is not taken there is aborted here. */
-  private send(st: Remote, frame: StreamOp): void {
-    void this.deliver(st, frame).then((status) => {
+  private send(st: Remote, frame: StreamOp, kept?: TransferMeta): void {
+    void this.deliver(st, frame, kept).then((status) => {
       if (status !== 'taken' && this.streams.get(st.sid) === st) {
         this.abort(st, st.side === 'out' ? AbortReason.RECIPIENT_DISCONNECTED : AbortReason.SENDER_DISCONNECTED,
           'the other side\'s server did not take the stream\'s message', false);
@@ -388,10 +582,11 @@ export class RemoteStreams {
     });
   }
 
-  private deliver(st: Remote, frame: StreamOp): Promise<string> {
+  private deliver(st: Remote, frame: StreamOp, kept?: TransferMeta): Promise<string> {
     const env: StreamEnvelope = st.side === 'out'
       ? { k: EnvelopeKind.Stream, to: st.peer.key, fromKey: st.sender.key, origin: this.router.nodeId, ...epochOf(st.sender), frame }
       : { k: EnvelopeKind.Stream, to: st.senderKey, fromKey: st.recipient.key, origin: this.router.nodeId, frame };
+    if (kept) env.kept = kept;
     return viaRouter(() => (st.side === 'out' ? this.router.deliver(env, st.peer) : this.router.deliver(env)))
       .catch(() => 'failed');
   }

@@ -26,6 +26,7 @@
  */
 import type {
   Delivery, ReadByFrame, TypingFromFrame, StreamAbortedFrame, StreamAnsweredFrame, StreamEndedFrame, StreamGrantedFrame, StreamOfferedFrame,
+  StreamResumableFrame, StreamResumedFrame,
 } from '../../shared/protocol.ts';
 
 /** A node's id: 1 to 32 of [A-Za-z0-9_-] (it appears in bus subjects and logs). `NODE_ID` in the config. */
@@ -213,7 +214,25 @@ export interface TakeoverEnvelope {
  * the sender's; for `answered`, the sender's; for `offered`, the recipient's, whose node fills in `to`).
  */
 export type StreamOp =
-  | StreamOfferedFrame | StreamAnsweredFrame | StreamGrantedFrame | StreamEndedFrame | StreamAbortedFrame;
+  | StreamOfferedFrame | StreamAnsweredFrame | StreamGrantedFrame | StreamEndedFrame | StreamAbortedFrame
+  | StreamResumedFrame | StreamResumableFrame;
+
+/**
+ * What a paused transfer is (docs/architecture.md, "Resuming a cut transfer"): carried by a cut's `streamAborted`
+ * with `resumeMs` (the node of the party still there keeps it), by a resume request whose recipient's node kept it,
+ * and by the sender's node's answer to a resume.
+ */
+export interface TransferMeta {
+  tid: string;
+  name: string;
+  size: number;
+  mime: string;
+  container: string;
+  senderKey: string;
+  recipientKey: string;
+  sender: string;
+  recipient: string;
+}
 
 export interface StreamEnvelope {
   k: typeof EnvelopeKind.Stream;
@@ -226,6 +245,11 @@ export interface StreamEnvelope {
    * `forward` to that claim (the chunks' path, the direct link when there is one) rather than `deliver`.
    */
   fromEpoch?: number;
+  /**
+   * The transfer, on a resumable `streamAborted` (the other node keeps it paused), on a resume request
+   * (`streamResumed` to the sender's holder, when the recipient's node kept it) and on the sender's node's answer.
+   */
+  kept?: TransferMeta & { expires?: number };
   frame: StreamOp;
 }
 

@@ -30,6 +30,7 @@ import {
 import { AppError } from './errors.ts';
 import type { Session } from './hub.ts';
 import type { Logger } from './logger.ts';
+import type { TransferMeta } from './router.ts';
 
 export interface StreamOptions {
   /** Largest chunk payload. */
@@ -421,13 +422,26 @@ export class StreamRelay {
   }
 
   private pause(st: Stream): void {
+    this.keep({ ...st.offer, senderKey: st.sender.key, recipientKey: st.recipient.key, sender: st.sender.name, recipient: st.recipient.name });
+  }
+
+  /** How long a cut transfer stays resumable (ms). */
+  get resumeWindowMs(): number {
+    return this.resumeMs;
+  }
+
+  /**
+   * Keeps a transfer paused, as a cut here does; also for a transfer across nodes whose other party's node cut it
+   * (remote-streams.ts: the node of the party still there keeps it). `expires` defaults to now + `resumeMs`.
+   */
+  keep(t: TransferMeta, expires = Date.now() + this.resumeMs): void {
     this.expire();
-    const key = pausedKey(st.sender.key, st.offer.tid);
+    const key = pausedKey(t.senderKey, t.tid);
     const old = this.paused.get(key);
     if (old) this.unpause(old);
     const p: Paused = {
-      ...st.offer, senderKey: st.sender.key, recipientKey: st.recipient.key, sender: st.sender.name, recipient: st.recipient.name,
-      expires: Date.now() + this.resumeMs,
+      tid: t.tid, name: t.name, size: t.size, mime: t.mime, container: t.container, senderKey: t.senderKey,
+      recipientKey: t.recipientKey, sender: t.sender, recipient: t.recipient, expires,
     };
     // Bounds: per user in each role, then in all; the oldest paused transfer gives way.
     for (const [userKey, role] of [[p.senderKey, 'senderKey'], [p.recipientKey, 'recipientKey']] as const) {
@@ -450,6 +464,21 @@ export class StreamRelay {
       set?.delete(p);
       if (set?.size === 0) this.pausedByUser.delete(k);
     }
+  }
+
+  /** Takes a paused transfer out to resume it across nodes (not one given up): undefined when there is none. */
+  take(senderKey: string, tid: string, recipientKey: string): (TransferMeta & { expires: number }) | undefined {
+    this.expire();
+    const p = this.paused.get(pausedKey(senderKey, tid));
+    if (!p || p.recipientKey !== recipientKey || p.droppedBy) return undefined;
+    this.unpause(p);
+    return p.expires > Date.now() ? p : undefined;
+  }
+
+  /** Paused transfers kept here that `key` sends (not given up). */
+  keptFrom(key: string): TransferMeta[] {
+    this.expire();
+    return [...this.pausedByUser.get(key) ?? []].filter((p) => p.senderKey === key && !p.droppedBy);
   }
 
   /** Forgets expired paused transfers: the map is in pause order and every pause lasts as long, so from the front. */
