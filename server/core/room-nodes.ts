@@ -79,7 +79,10 @@ class RemoteMember extends Session {
 
 /** A session of this node with rooms owned elsewhere. */
 interface MemberSide {
-  /** Room key -> the node that serves it to this session (as last heard). */
+  /**
+   * Room key -> the node that serves it to this session (as last heard). Kept after a leave or removal, so the
+   * owner still hears the detach and drops its proxy (an attach of a room one is no member of opens nothing).
+   */
   rooms: Map<string, NodeId>;
   /** Local delivery tag -> the owner's proxy and its tag. */
   tags: Map<number, { room: string; proxy: string; tag: number }>;
@@ -217,9 +220,6 @@ export class RoomNodes implements RoomPlacement {
         }
         case Op.RoomInfo:
           if (env.proxy !== undefined) side.rooms.set(nameKey(f.room), env.origin);
-          break;
-        case Op.RoomGone:
-          side.rooms.delete(nameKey(f.room));
           break;
         case Op.RoomReceipt:
           for (const [id] of f.items) side.pending.delete(id);
@@ -418,7 +418,11 @@ export class RoomNodes implements RoomPlacement {
   /** The bus is back: every session's rooms elsewhere are attached again (the owner ignores what it has). */
   busBack(): void {
     this.owners.clear();
-    for (const [s, side] of this.sides) for (const room of side.rooms.keys()) this.attach(s, room);
+    for (const [s, side] of this.sides) {
+      for (const room of side.rooms.keys()) this.attach(s, room);
+      // A receipt lost with the bus would leave the client waiting for one until it reconnects.
+      for (const p of side.pending.values()) this.toOwner(s, p.room, 'frame', p.frame);
+    }
   }
 }
 

@@ -117,7 +117,15 @@ describe('a room across three nodes', () => {
     expect(texts(eve, 'atlas').some((m) => m.text.startsWith('after removal'))).toBe(false);
     await until(() => lines(dee2, 'atlas').includes('removed eve'), 'dee (node-3) sees the removed line');
     for (const p of [ann, ben, cal, dee2]) expect(order(p, 'atlas')).toEqual(order(ann, 'atlas'));
-    }, 180_000);
+
+    // A newcomer on node-2 gets the room's recent history (all of it: fewer than ROOM_HISTORY), then its own line.
+    const gus = await person(cluster.node(1), 'gus');
+    await within(gus.rooms.join('atlas'), 'gus joined');
+    await until(() => lines(gus, 'atlas').includes('joined gus'), 'gus has the history up to his joined line');
+    expect(order(gus, 'atlas')).toEqual(order(ann, 'atlas'));
+    expect(lines(gus, 'atlas').at(-1)).toBe('joined gus');
+    await until(() => lines(ben, 'atlas').includes('joined gus'), 'ben (node-2) sees gus join');
+  }, 180_000);
 });
 
 describe('kill -9 of the node that owns a room', () => {
@@ -159,7 +167,9 @@ describe('kill -9 of the node that owns a room', () => {
       expect(duplicated).toBe(0);
     }
     expect(order(quin, 'beacon')).toEqual(order(pia, 'beacon'));
+    // Both nodes left may have claimed the room at once: the one whose claim lost forgot it, and its member moved.
+    console.log(`after the kill: ${cluster.nodes.filter((n) => n.alive).map((n) => `${n.id} gave up ${n.logged('room moved to another node').length} room claims`).join(', ')}`);
     for (const p of survivors) expect(texts(p, 'beacon').filter((m) => m.from === p.name).map((m) => m.text)).toEqual(
       ['before', 'during', 'after'].flatMap((l) => Array.from({ length: 30 }, (_, i) => `${l} ${p.name} ${i}`)));
-    }, 180_000);
+  }, 180_000);
 });
