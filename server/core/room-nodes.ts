@@ -15,7 +15,7 @@ import { Op, type AckFrame, type ServerFrame } from '../../shared/protocol.ts';
 import type { Logger } from './logger.ts';
 import type { RoomPlacement, Rooms } from './rooms.ts';
 import {
-  EnvelopeKind, viaRouter,
+  EnvelopeKind, RouterError, viaRouter,
   type Claim, type NodeId, type OwnedRoomFrame, type RoomInEnvelope, type RoomMemberRef, type RoomOutEnvelope, type Router,
 } from './router.ts';
 import { Session } from './session.ts';
@@ -26,6 +26,8 @@ export const ROOM_CLAIM = '#room:';
 const OUT_BYTES = 256 * 1024;
 /** Times a frame for an owner is sent again after an answer other than `taken` (the owner moved meanwhile). */
 const OWNER_TRIES = 4;
+/** An attach that could not reach the room's owner (bus down, claim conflict) is tried again after this. */
+const ATTACH_RETRY_MS = 2000;
 const FAR_FUTURE_MS = 100 * 365 * 24 * 3600 * 1000;
 
 /**
@@ -119,12 +121,30 @@ export class RoomNodes implements RoomPlacement {
   // Who owns a room
 
   async here(key: string): Promise<boolean> {
+    return (await this.ownerNow(key)).node === this.router.nodeId;
+  }
+
+  /**
+   * The room's owner claim as this node knows it now. A hint dropped while it resolved (its claim lost, say, before
+   * `claim` even resolved: the router tells `lost` once) is not used: the owner is asked for again.
+   */
+  private async ownerNow(key: string): Promise<Claim> {
     for (;;) {
       const hint = this.owner(key);
       const claim = await hint.claim;
-      if (this.owners.get(key) === hint) return claim.node === this.router.nodeId;
-      // The hint was dropped while it resolved (the claim was lost, or its node is gone): ask again.
+      if (this.owners.get(key) === hint) return claim;
     }
+  }
+
+  owns(key: string): boolean {
+    return this.owners.get(key)?.resolved?.node === this.router.nodeId;
+  }
+
+  /** This node gave room `key` up and its last appends are done: the new owner reads what they added. */
+  settled(key: string): void {
+    const member = { key: '', name: '', sid: '', node: this.router.nodeId };
+    const env: RoomInEnvelope = { k: EnvelopeKind.RoomIn, to: ROOM_CLAIM + key, member, op: 'refresh', origin: this.router.nodeId };
+    viaRouter(() => this.router.deliver(env)).catch((err: unknown) => this.log.warn({ err, room: key }, 'room refresh not delivered'));
   }
 
   private owner(key: string): OwnerHint {
@@ -149,7 +169,9 @@ export class RoomNodes implements RoomPlacement {
   private forgetOwner(key: string, claim?: Claim): void {
     const hint = this.owners.get(key);
     if (!hint) return;
-    if (claim && hint.resolved && (hint.resolved.node !== claim.node || hint.resolved.epoch !== claim.epoch)) return;
+    // Only the hint that answer was about: a newer one (still resolving, or another claim) stays, so frames sent
+    // again after the same refusal all wait on one lookup and keep their order.
+    if (claim && (!hint.resolved || hint.resolved.node !== claim.node || hint.resolved.epoch !== claim.epoch)) return;
     this.owners.delete(key);
   }
 
@@ -157,6 +179,7 @@ export class RoomNodes implements RoomPlacement {
   // A member's node
 
   forward(s: Session, key: string, frame: OwnedRoomFrame): void {
+    if (s.phase === 'closed') return; // its side is gone with it (`gone`): nothing may make it again
     if (!(s instanceof RemoteMember) && frame.t === Op.Send) this.side(s).pending.set(frame.id, { room: key, frame });
     this.toOwner(s, key, 'frame', frame);
   }
@@ -176,18 +199,33 @@ export class RoomNodes implements RoomPlacement {
   private toOwner(s: Session, key: string, op: 'frame' | 'attach', frame: OwnedRoomFrame | undefined, tries = 0): void {
     const member = s instanceof RemoteMember ? s.ref : { key: s.key, name: s.name, sid: s.sid, node: this.router.nodeId };
     const fail = (err: unknown): void => {
-      this.log.warn({ err, room: key, user: s.key }, 'room frame could not reach the room\'s owner');
+      this.log.warn({ err, room: key, user: s.key, op }, 'room frame could not reach the room\'s owner');
+      if (op === 'attach') {
+        if (s.phase === 'closed') return;
+        // Nobody asked for it: tried again in a while (and at once when the bus is back, see `busBack`).
+        if (!(s instanceof RemoteMember)) this.side(s).rooms.set(key, this.side(s).rooms.get(key) ?? '');
+        if (!this.router.health().up) return;
+        const again = setTimeout(() => {
+          if (s.phase !== 'closed') this.attach(s, key);
+        }, ATTACH_RETRY_MS);
+        again.unref?.();
+        return;
+      }
       const ref = frame === undefined ? undefined : frame.t === Op.Send || frame.t === Op.RoomWho ? frame.id : frame.room;
       if (s.phase !== 'closed') s.error({ code: 'STORE_UNAVAILABLE', message: 'the room\'s node cannot be reached; try again shortly', ref });
     };
-    void this.owner(key).claim.then(async (claim) => {
+    void this.ownerNow(key).then(async (claim) => {
       if (s.phase === 'closed') return;
       if (claim.node === this.router.nodeId) {
         const side = s instanceof RemoteMember ? undefined : this.sides.get(s);
         side?.rooms.delete(key);
         if (frame?.t === Op.Send) side?.pending.delete(frame.id); // answered here from now on
-        if (op === 'attach') await this.rooms.openRoom(s, key);
-        else this.run(s, frame!);
+        if (op === 'attach') {
+          await this.rooms.openRoom(s, key).catch((err: unknown) => {
+            if (!(err instanceof RouterError)) throw err;
+            this.moved(s, key); // the claim moved while the room loaded: to the new owner
+          });
+        } else this.run(s, frame!);
         return;
       }
       if (!(s instanceof RemoteMember)) this.side(s).rooms.set(key, claim.node);
@@ -295,7 +333,10 @@ export class RoomNodes implements RoomPlacement {
     switch (env.op) {
       case 'attach': {
         const p = this.proxyFor(env.member);
-        this.rooms.openRoom(p, room).catch((err: unknown) => this.log.warn({ err, room, user: p.key }, 'room could not open for a member elsewhere'));
+        this.rooms.openRoom(p, room).catch((err: unknown) => {
+          if (err instanceof RouterError) this.moved(p, room); // the claim moved while the room loaded
+          else this.log.warn({ err, room, user: p.key }, 'room could not open for a member elsewhere');
+        });
         return true;
       }
       case 'frame':
@@ -307,6 +348,9 @@ export class RoomNodes implements RoomPlacement {
         if (p && p.key === env.member.key && env.tags) this.rooms.ack(p, { t: Op.Ack, tags: env.tags });
         return true;
       }
+      case 'refresh':
+        this.rooms.refresh(room);
+        return true;
       case 'detach': {
         const p = this.proxies.get(env.member.key);
         if (p && p.ref.sid === env.member.sid && p.ref.node === env.member.node) this.retire(p);

@@ -77,6 +77,10 @@ export interface RoomPlacement {
   gone(s: Session): void;
   /** A frame for the holder of name `key`, which has no session here (an invitation). Best effort. */
   tell(key: string, frame: ServerFrame): void;
+  /** Whether this node owns room `key` as far as it knows now (synchronous: the last answer of `here`). */
+  owns(key: string): boolean;
+  /** This node gave room `key` up (`unload`) and the appends it had issued are done: tell the new owner. */
+  settled(key: string): void;
 }
 
 /** Entries of a room kept in memory per room, beyond the history count. */
@@ -244,6 +248,8 @@ export class Rooms {
     this.resolved.delete(key);
     if (!st) return;
     this.clock.clearTimeout(st.flush);
+    // Appends issued here before the claim moved may land after the new owner loaded the room.
+    void st.appended.then(() => this.placement?.settled(key));
     for (const [mk, m] of st.members) {
       const s = this.online.get(mk);
       const sr = s && this.bySession.get(s);
@@ -682,6 +688,8 @@ export class Rooms {
       storeCall(() => this.store.rooms.members(key)),
       storeCall(() => this.store.rooms.historyStart(key, 0, 0)),
     ]);
+    // Several nodes: the claim may have moved while the room loaded (`unload` found nothing to forget then).
+    if (this.placement && !this.placement.owns(key)) throw new RouterError('STALE_EPOCH', 'the room moved to another node while it loaded');
     return { rec, members: new Map(list.map((m) => [m.key, member(m.name, m.cursor)])), tail: [], tailBase: last, movesSinceTrim: 0, flush: undefined, appended: Promise.resolve() };
   }
 
@@ -745,6 +753,26 @@ export class Rooms {
     });
     st.appended = done.catch(() => undefined);
     return done;
+  }
+
+  /**
+   * Several nodes: a node that owned the room before this one says its last appends are done. What they added
+   * above the tail goes in it now, in the append order (after the appends this node issued before), and the
+   * members' pipes read it.
+   */
+  refresh(key: string): void {
+    const st = this.resolved.get(key);
+    if (!st) return;
+    const done = st.appended.then(async () => {
+      for (;;) {
+        const top = st.tail.length > 0 ? st.tail[st.tail.length - 1]!.seq : st.tailBase;
+        const more = await storeCall(() => this.store.rooms.fetchRoom(key, top, this.opts.batch, 0));
+        for (const e of more) this.push(st, e);
+        if (more.length < this.opts.batch) break;
+      }
+      this.wake(st);
+    }).catch((err: unknown) => this.log.warn({ err, room: key }, 'could not read what an earlier owner appended'));
+    st.appended = done;
   }
 
   /**

@@ -129,7 +129,8 @@ export const EnvelopeKind = {
    * and the member's node locates the owner again (claiming the room itself when nobody holds it) and resends:
    * a resent `send` is answered by its stored seq ((room, sender, id) is unique in the log), a lost `ack` only
    * means redelivery (the cursor stays behind; clients de-duplicate by (room, rseq)), a lost `detach` is made up
-   * by the owner seeing the member's node gone or its next delivery refused.
+   * by the owner seeing the member's node gone or its next delivery refused. `refresh` comes from a node that gave the
+   * room up, once its last appends are done: the owner puts what they added in its tail (best effort).
    */
   RoomIn: 'roomIn',
   /**
@@ -266,7 +267,8 @@ export interface RoomInEnvelope {
   /** `#room:<room key>`: the room's owner claim. */
   to: string;
   member: RoomMemberRef;
-  op: 'attach' | 'frame' | 'ack' | 'detach';
+  /** `refresh`: an earlier owner's last appends are done; the owner reads the log above its tail. */
+  op: 'attach' | 'frame' | 'ack' | 'detach' | 'refresh';
   frame?: OwnedRoomFrame;
   /** For `ack`: the owner's proxy and its delivery tags. */
   proxy?: string;

@@ -15,6 +15,7 @@ import { Hub, type HubOptions } from '../../server/core/hub.ts';
 import { LocalBus, LocalRouter } from '../../server/core/local-router.ts';
 import { createLogger } from '../../server/core/logger.ts';
 import { ROOM_CLAIM } from '../../server/core/room-nodes.ts';
+import type { Store } from '../../server/core/store.ts';
 import { EmbeddedStore } from '../../server/store/embedded.ts';
 import { FakeClock, FakeSession } from '../unit/hub-fakes.ts';
 import { until } from '../support/harness.ts';
@@ -40,13 +41,31 @@ async function deployment() {
   const log = createLogger('silent');
   let sid = 0;
   const node = (id: string) => {
+    // The node's view of the shared store, with room appends it can hold back: what the test needs to state "an
+    // append issued by the old owner lands after the new owner loaded the room". Everything else passes through.
+    const held: Array<() => void> = [];
+    let holding = false;
+    const rooms = new Proxy(store.rooms, {
+      get: (t, op) => (op !== 'append' ? bound(t, op) : (...args: Parameters<Store['rooms']['append']>) => {
+        if (!holding) return t.append(...args);
+        return new Promise<void>((resolve) => held.push(resolve)).then(() => t.append(...args));
+      }),
+    });
+    const mine = new Proxy(store, { get: (t, op) => (op === 'rooms' ? rooms : bound(t, op)) }) as Store;
+    const hold = () => {
+      holding = true;
+    };
+    const release = () => {
+      holding = false;
+      for (const go of held.splice(0)) go();
+    };
     const clock = new FakeClock();
     const router = new LocalRouter({ nodeId: id, bus });
     const accounts = new Accounts(store, {
       sessionTtlMs: 86_400_000, scrypt: { N: 1024, r: 8, p: 1 },
       signinFailuresPerMinute: 10, signinFailureBurst: 10, registrationsPerMinute: 10, registrationBurst: 10,
     }, log);
-    const hub = new Hub(store, accounts, OPTS, log, router, clock);
+    const hub = new Hub(mine, accounts, OPTS, log, router, clock);
     void router.start(hub.receiver);
     cleanup.push(() => hub.shutdown());
     const frame = (s: FakeSession, f: ClientFrame): void => hub.frame(s, encodeFrame(f));
@@ -64,9 +83,15 @@ async function deployment() {
       };
       return s;
     };
-    return { hub, router, frame, connect };
+    return { hub, router, frame, connect, hold, release, held };
   };
   return { n1: node('n1'), n2: node('n2') };
+}
+
+/** A property of `t`, methods bound to it (the adapters keep #private state, which a proxy as `this` cannot read). */
+function bound(t: object, op: string | symbol): unknown {
+  const v: unknown = Reflect.get(t, op, t);
+  return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
 }
 
 /** Room texts a session got, once per rseq (what a client keeps), in rseq order. */
@@ -102,13 +127,23 @@ describe('a room whose owner claim moves to another live node', () => {
     // n2 takes the room's claim from n1, as a node that found nobody there would: n1 is told (`lost`) and forgets it.
     const before = await n1.router.locate(ROOM_CLAIM + 'harbour');
     expect(before?.node).toBe('n1');
+    // Alice's next sends are still being appended by n1 when it loses the claim, and land after n2 loaded the room
+    // (once alice's node attached her there: her second roomInfo), with nothing appended by n2 after them.
+    n1.hold();
+    for (let i = 0; i < 5; i++) say(n1, alice, `alice during ${i}`);
+    await until(() => n1.held.length === 5, 'five appends issued by n1');
+    const infos = () => alice.frames.filter((f) => f.t === Op.RoomInfo).length;
+    const infosBefore = infos();
     await n2.router.claim(ROOM_CLAIM + 'harbour', 'n2');
+    await until(() => infos() > infosBefore, 'alice attached to n2');
+    n1.release();
+    await until(() => texts(alice).length === 15 && texts(bob).length === 15, 'the old owner\'s late appends reach both members');
 
     for (let i = 0; i < 5; i++) {
       say(n1, alice, `alice after ${i}`);
       say(n2, bob, `bob after ${i}`);
     }
-    await until(() => texts(alice).length === 20 && texts(bob).length === 20, 'twenty each after the move');
+    await until(() => texts(alice).length === 25 && texts(bob).length === 25, 'twenty-five each after the move');
     expect((await n1.router.locate(ROOM_CLAIM + 'harbour'))?.node).toBe('n2');
     for (const s of [alice, bob]) {
       expect(texts(s).map((m) => m.id).sort()).toEqual([...sent].sort());
@@ -119,7 +154,7 @@ describe('a room whose owner claim moves to another live node', () => {
     // Each sender's messages in its sending order, and each counted for the other member.
     for (const who of ['alice', 'bob']) {
       expect(texts(alice).filter((m) => m.from === who).map((m) => m.text)).toEqual(
-        ['before', 'after'].flatMap((l) => Array.from({ length: 5 }, (_, i) => `${who} ${l} ${i}`)));
+        (who === 'alice' ? ['before', 'during', 'after'] : ['before', 'after']).flatMap((l) => Array.from({ length: 5 }, (_, i) => `${who} ${l} ${i}`)));
     }
     const counted = (s: FakeSession, id: string) => s.frames.some((f) => f.t === Op.RoomReceipt && f.items.some(([i, , d, of]) => i === id && d === 1 && of === 1));
     await until(() => sent.every((id) => counted(alice, id) || counted(bob, id)), 'every message counted 1 of 1 at its sender');
