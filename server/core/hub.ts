@@ -295,6 +295,7 @@ export class Hub {
       s.send({ t: Op.Shutdown, message: 'server is shutting down' });
       this.detach(s, CloseCode.GOING_AWAY, 'server shutting down', AbortReason.SERVER_SHUTDOWN);
     }
+    this.roomNodes?.close(); // proxies of members elsewhere: their cursors are written as a session's are
     // Every requeue was started under the queue lock; wait for all of them.
     const { queueLock, requeuer } = this.delivery;
     await queueLock.idle();

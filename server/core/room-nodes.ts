@@ -459,6 +459,11 @@ export class RoomNodes implements RoomPlacement {
     }
   }
 
+  /** Shutdown: every proxy is retired (its cursors written); the members' nodes see this node gone. */
+  close(): void {
+    for (const p of [...this.proxies.values()]) this.retire(p);
+  }
+
   /** The bus is back: every session's rooms elsewhere are attached again (the owner ignores what it has). */
   busBack(): void {
     this.owners.clear();
