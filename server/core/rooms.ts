@@ -1,6 +1,8 @@
 /**
- * Rooms on one node: create, join, leave, invite, remove, hand over, list, members; room messages fanned out to
- * every member through the room's log (Store.rooms); delivery counts for senders; room presence.
+ * Rooms as one node runs them: create, join, leave, invite, remove, hand over, list, members; room messages fanned
+ * out to every member through the room's log (Store.rooms); delivery counts for senders; room presence. With
+ * several nodes each room is run this way by its owner node only (`RoomPlacement`, server/core/room-nodes.ts),
+ * members on other nodes being proxy sessions there.
  *
  * Rules (see docs/architecture.md, "Rooms"):
  * - Every write to a room (append, membership, owner, trim) runs under the room's lock, so the log's seq order
