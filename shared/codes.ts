@@ -105,7 +105,10 @@ export const ErrorCode = {
   OWNER_CANNOT_LEAVE: 'OWNER_CANNOT_LEAVE',
   /** `roomWho` about a message this server no longer tracks, or not yours. */
   MESSAGE_UNKNOWN: 'MESSAGE_UNKNOWN',
-  /** A room frame on a server of several nodes: rooms do not cross nodes yet. Client: say so; nothing was done. */
+  /**
+   * No longer sent (rooms cross nodes now): servers before that refused every room frame on several nodes with it.
+   * Kept for clients that still know it. Client: say rooms are not available; nothing was done.
+   */
   ROOMS_SINGLE_NODE: 'ROOMS_SINGLE_NODE',
 } as const;
 export type ErrorCodeName = keyof typeof ErrorCode;

@@ -34,7 +34,7 @@ import { jetstream, StorageType } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import { connect, RequestError, TimeoutError, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { pack, unpack } from 'msgpackr';
-import { Limits } from '../../shared/protocol.ts';
+import { Limits, Op } from '../../shared/protocol.ts';
 import type { Logger } from '../core/logger.ts';
 import { KeyedMutex } from '../core/mutex.ts';
 import {
@@ -100,6 +100,8 @@ interface ClaimValue { e: number; s?: string; n?: NodeId; r?: number }
 function estimate(msg: NodeMessage): number {
   if (!('e' in msg)) return 256;
   if (msg.e.k === 'text') return msg.e.text.length * 3 + 256;
+  if (msg.e.k === 'roomOut') return msg.e.bytes + 256;
+  if (msg.e.k === 'roomIn' && msg.e.frame?.t === Op.Send) return msg.e.frame.text.length * 3 + 256;
   if (msg.e.k === 'signal' && 'ids' in msg.e.frame) return msg.e.frame.ids.length * (Limits.maxIdChars + 2) + 256;
   return 256;
 }

@@ -25,6 +25,7 @@ import type { Logger } from './logger.ts';
 import { KeyedMutex } from './mutex.ts';
 import { Presence } from './presence.ts';
 import { RemoteStreams } from './remote-streams.ts';
+import { ROOM_CLAIM, RoomNodes } from './room-nodes.ts';
 import { Rooms, type RoomOptions } from './rooms.ts';
 import {
   EnvelopeKind, newerSession, RouterError, RouterErrorCode, viaRouter,
@@ -81,6 +82,8 @@ export class Hub {
   private readonly presence: Presence;
   private readonly dispatch: Dispatch;
   private readonly rooms: Rooms;
+  /** Rooms across nodes (several nodes only): owner claims, proxies of members elsewhere. */
+  private readonly roomNodes: RoomNodes | undefined;
   readonly streams: StreamRelay;
   /** Streams whose other party is on another node. */
   readonly remoteStreams: RemoteStreams;
@@ -127,6 +130,7 @@ export class Hub {
         this.log.info({ gone: node }, 'node gone: texts it had not settled are queued');
         this.delivery.remote.nodeGone(node);
         this.remoteStreams.nodeGone(node);
+        this.roomNodes?.nodeGone(node);
       },
       linkLost: (node) => this.remoteStreams.linkLost(node),
       health: (h) => this.busHealth(h),
@@ -136,7 +140,8 @@ export class Hub {
     this.streams = new StreamRelay(opts.streams, (key) => this.online.get(key), (key) => accounts.lookup(key), log);
     this.rooms = new Rooms(store, accounts, {
       ...opts.rooms, queueCap: opts.queueCap, retentionMs: opts.retentionMs, batch: opts.drainBatch, window: 1000,
-    }, this.online, clock, log, () => this.health.down());
+    }, opts.rooms.severalNodes ? { get: (key) => this.online.get(key) ?? this.roomNodes?.proxy(key) } : this.online, clock, log, () => this.health.down());
+    if (opts.rooms.severalNodes) this.rooms.placement = this.roomNodes = new RoomNodes(router, this.rooms, log);
     // A session's rooms start once its one-to-one queue is drained: no room read delays that drain.
     this.delivery.onLive = (s) => this.rooms.start(s);
     this.remoteStreams = new RemoteStreams(router, opts.streams, (key) => this.online.get(key), (key) => accounts.lookup(key), log, this.streams);
@@ -310,6 +315,7 @@ export class Hub {
       s.send({ t: Op.Shutdown, message: 'server is shutting down' });
       this.detach(s, CloseCode.GOING_AWAY, 'server shutting down', AbortReason.SERVER_SHUTDOWN);
     }
+    this.roomNodes?.close(); // proxies of members elsewhere: their cursors are written as a session's are
     // Every requeue was started under the queue lock; wait for all of them.
     const { queueLock, requeuer } = this.delivery;
     await queueLock.idle();
@@ -325,6 +331,7 @@ export class Hub {
   // What the router tells this node
 
   private envelope(claim: Claim, env: AddressedEnvelope): boolean {
+    if (env.k === EnvelopeKind.RoomIn) return this.roomNodes?.fromNode(claim, env) ?? false;
     const s = this.online.get(claim.key);
     if (!s || s.phase === 'closed' || s.sid !== claim.sid || (s.claim && s.claim.epoch !== claim.epoch)) return false;
     switch (env.k) {
@@ -353,6 +360,8 @@ export class Hub {
       case EnvelopeKind.Signal:
         this.signals.fromNode(s, env.frame);
         return true;
+      case EnvelopeKind.RoomOut:
+        return this.roomNodes?.toMember(s, env) ?? false;
       default:
         return false;
     }
@@ -360,6 +369,7 @@ export class Hub {
 
   /** A claim of this node lost its name: the session holding it is told and closed. */
   private lost(claim: Claim, by: Claim | null): void {
+    if (claim.key.startsWith(ROOM_CLAIM)) return this.roomNodes?.lost(claim);
     const s = this.online.get(claim.key);
     if (!s || s.phase === 'closed') return;
     if (!s.claim && this.claiming.has(s) && claim.sid === s.sid) {
@@ -396,6 +406,7 @@ export class Hub {
     this.log.info({}, 'bus up again');
     this.delivery.redrainAll();
     void this.presence.refresh();
+    this.roomNodes?.busBack();
   }
 
   /** Presence to every node; best effort (nodes re-read followed names when the bus is back). */

@@ -1,6 +1,8 @@
 /**
- * Rooms on one node: create, join, leave, invite, remove, hand over, list, members; room messages fanned out to
- * every member through the room's log (Store.rooms); delivery counts for senders; room presence.
+ * Rooms as one node runs them: create, join, leave, invite, remove, hand over, list, members; room messages fanned
+ * out to every member through the room's log (Store.rooms); delivery counts for senders; room presence. With
+ * several nodes each room is run this way by its owner node only (`RoomPlacement`, server/core/room-nodes.ts),
+ * members on other nodes being proxy sessions there.
  *
  * Rules (see docs/architecture.md, "Rooms"):
  * - Every write to a room (append, membership, owner, trim) runs under the room's lock, so the log's seq order
@@ -20,7 +22,7 @@ import {
   Limits, Op,
   type AckFrame, type RoomCreateFrame, type RoomInfoFrame, type RoomInviteFrame, type RoomJoinFrame, type RoomLeaveFrame,
   type RoomMembersFrame, type RoomOwnerFrame, type RoomReceiptItem, type RoomRemoveFrame, type RoomSendFrame,
-  type RoomWhoFrame,
+  type RoomWhoFrame, type ServerFrame,
 } from '../../shared/protocol.ts';
 import { storeCall, type Accounts } from './accounts.ts';
 import type { Clock, Timer } from './clock.ts';
@@ -28,6 +30,7 @@ import { AppError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { KeyedMutex } from './mutex.ts';
 import type { AppendResult, NewRoomEntry, RoomEntry, RoomLine, RoomRecord } from './room-store.ts';
+import { RouterError, type OwnedRoomFrame } from './router.ts';
 import { tellError, type Session } from './session.ts';
 import type { Store } from './store.ts';
 
@@ -45,10 +48,41 @@ export interface RoomOptions {
   /** Unacknowledged room messages per session and room. */
   window: number;
   /**
-   * A deployment of several nodes (NATS_URL): rooms do not cross nodes yet (docs/architecture.md, "Rooms across
-   * nodes"), so every room frame is refused with ROOMS_SINGLE_NODE rather than delivered to some members only.
+   * A deployment of several nodes (NATS_URL): each room is served by its owner node (`RoomPlacement`, made by
+   * `server/core/room-nodes.ts`; docs/architecture.md, "Rooms across nodes").
    */
   severalNodes?: boolean;
+}
+
+/** The sessions rooms deliver to: this node's, and on an owner node its proxies of members elsewhere. */
+export interface SessionLookup {
+  get(key: string): Session | undefined;
+}
+
+/**
+ * Where rooms are served when there are several nodes (`server/core/room-nodes.ts`). Absent on one node, where
+ * every room is served here. A node serves (owns) only the rooms whose claim it holds; what reaches it for another
+ * room goes to that room's owner.
+ */
+export interface RoomPlacement {
+  /** Whether this node owns room `key`; claims it when nobody does. Rejects with a RouterError (bus down). */
+  here(key: string): Promise<boolean>;
+  /** A room frame of `s` for a room owned elsewhere: run there. */
+  forward(s: Session, key: string, frame: OwnedRoomFrame): void;
+  /** `s`'s member of room `key`, owned elsewhere, is to be served by the owner (sign-in, or the room moved). */
+  attach(s: Session, key: string): void;
+  /** This node no longer owns room `key`: `s`, a proxy of a member elsewhere, is to attach to its new owner. */
+  moved(s: Session, key: string): void;
+  /** Acknowledgements of room messages sent by other nodes' owners. */
+  ack(s: Session, f: AckFrame): void;
+  /** `s` closed: owners elsewhere drop its proxies. */
+  gone(s: Session): void;
+  /** A frame for the holder of name `key`, which has no session here (an invitation). Best effort. */
+  tell(key: string, frame: ServerFrame): void;
+  /** Whether this node owns room `key` as far as it knows now (synchronous: the last answer of `here`). */
+  owns(key: string): boolean;
+  /** This node gave room `key` up (`unload`) and the appends it had issued are done: tell the new owner. */
+  settled(key: string): void;
 }
 
 /** Entries of a room kept in memory per room, beyond the history count. */
@@ -70,6 +104,12 @@ const CURSOR_DELAY_MS = 200;
  */
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
+/**
+ * Several nodes: reads of a gap in the log below an append of this node before it goes in the tail anyway
+ * (`fillGap`), GAP_WAIT_MS apart.
+ */
+const GAP_READS = 4;
+const GAP_WAIT_MS = 50;
 /** Pending invitations told at sign-in, the most recent first: a flood of invitations cannot flood a sign-in. */
 const INVITES_AT_SIGN_IN = 100;
 
@@ -131,11 +171,14 @@ export class Rooms {
     private readonly store: Store,
     private readonly accounts: Accounts,
     private readonly opts: RoomOptions,
-    private readonly online: ReadonlyMap<string, Session>,
+    private readonly online: SessionLookup,
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly storeDown: () => void,
   ) {}
+
+  /** Set by the hub when there are several nodes (see `RoomPlacement`). */
+  placement: RoomPlacement | undefined;
 
   // ------------------------------------------------------------------------------------------------------
   // Session lifecycle
@@ -145,8 +188,7 @@ export class Rooms {
    * hold above its cursors, then a `roomInvited` per pending invitation (see `openRooms`).
    */
   start(s: Session): void {
-    if (this.opts.severalNodes) return;
-    void this.guard(s, undefined, () => this.openRooms(s).catch((err: unknown) => {
+    void this.guard(s, undefined, undefined, () => this.openRooms(s).catch((err: unknown) => {
       this.unstarted.add(s);
       this.retryLater();
       throw err; // told once; the retries are silent
@@ -156,20 +198,68 @@ export class Rooms {
   private async openRooms(s: Session): Promise<void> {
     const keys = await storeCall(() => this.store.rooms.roomsOf(s.key));
     for (const key of keys) {
-      const st = await this.state(key);
-      const m = st?.members.get(s.key);
-      if (!st || !m || s.phase === 'closed' || this.bySession.get(s)?.pipes.has(key)) continue;
-      s.send(this.info(st)); // before the pipe, which may hand it entries at once
-      this.openPipe(s, key, m.cursor);
-      this.announce(st, s, true);
+      if (this.placement && !(await this.placement.here(key))) {
+        if (s.phase !== 'closed') this.placement.attach(s, key);
+        continue;
+      }
+      await this.openRoom(s, key);
     }
     // Invitations made while it was away. All are read before any is sent, so a retry after a store failure
     // does not tell one twice; one for a room that is gone or that it joined since is skipped.
     const invites = await storeCall(() => this.store.rooms.invitesOf(s.key, INVITES_AT_SIGN_IN));
-    const told = await Promise.all(invites.map(async (i) => ({ i, st: await this.state(i.room) })));
+    const told = await Promise.all(invites.map(async (i) => ({ i, st: await this.peek(i.room) })));
     for (const { i, st } of told) {
       if (!st || st.members.has(s.key) || s.phase === 'closed') continue;
       s.send({ t: Op.RoomInvited, room: st.rec.name, by: i.by ?? st.rec.owner });
+    }
+  }
+
+  /**
+   * `s` gets room `key` (with presence) and what its log holds above its cursor, unless it has it already. Called
+   * at sign-in, and on an owner node for a member elsewhere whose node attached it.
+   */
+  async openRoom(s: Session, key: string): Promise<void> {
+    const st = await this.state(key);
+    const m = st?.members.get(s.key);
+    if (!st || !m || s.phase === 'closed' || this.bySession.get(s)?.pipes.has(key)) return;
+    s.send(this.info(st)); // before the pipe, which may hand it entries at once
+    this.openPipe(s, key, m.cursor);
+    this.announce(st, s, true);
+  }
+
+  /**
+   * A room read for what an invitation needs (name, owner, members): this node's state when it serves the room,
+   * else the store, uncached (another node orders it, so a copy here would go stale).
+   */
+  private async peek(key: string): Promise<{ rec: RoomRecord; members: ReadonlyMap<string, unknown> } | null> {
+    if (!this.placement || (await this.placement.here(key))) return this.state(key);
+    const rec = await storeCall(() => this.store.rooms.getRoom(key));
+    if (!rec) return null;
+    const list = await storeCall(() => this.store.rooms.members(key));
+    return { rec, members: new Map(list.map((m) => [m.key, m])) };
+  }
+
+  /**
+   * This node no longer owns room `key` (its claim moved to another node): the room is forgotten here and every
+   * member it served attaches to the new owner. Cursors acknowledged here and not yet written are written first;
+   * what was sent and not acknowledged comes again from the new owner (clients de-duplicate by room and rseq).
+   */
+  unload(key: string): void {
+    const st = this.resolved.get(key);
+    this.states.delete(key);
+    this.resolved.delete(key);
+    if (!st) return;
+    this.clock.clearTimeout(st.flush);
+    // Appends issued here before the claim moved may land after the new owner loaded the room.
+    void st.appended.then(() => this.placement?.settled(key));
+    for (const [mk, m] of st.members) {
+      const s = this.online.get(mk);
+      const sr = s && this.bySession.get(s);
+      if (m.cursor > m.written) void this.writeCursor(st, mk, m);
+      if (!s || !sr?.pipes.has(key)) continue;
+      sr.pipes.delete(key);
+      for (const [tag, t] of sr.tags) if (t.room === key) sr.tags.delete(tag);
+      if (s.phase !== 'closed') this.placement?.moved(s, key);
     }
   }
 
@@ -209,6 +299,7 @@ export class Rooms {
 
   /** The session closed: what it was sent and did not acknowledge stays above its cursors, for next time. */
   gone(s: Session): void {
+    this.placement?.gone(s);
     const sr = this.bySession.get(s);
     if (!sr) return;
     this.bySession.delete(s);
@@ -229,7 +320,7 @@ export class Rooms {
   // Frames
 
   create(s: Session, f: RoomCreateFrame): void {
-    void this.guard(s, f.room, async () => {
+    void this.guard(s, f.room, f, async () => {
       const name = roomName(f.room);
       const key = nameKey(name);
       await this.lock.run(key, async () => {
@@ -249,7 +340,7 @@ export class Rooms {
   }
 
   join(s: Session, f: RoomJoinFrame): void {
-    void this.guard(s, f.room, async () => {
+    void this.guard(s, f.room, f, async () => {
       const st = await this.existing(f.room);
       const key = st.rec.key;
       const added = await this.lock.run(key, async () => {
@@ -273,7 +364,7 @@ export class Rooms {
   }
 
   leave(s: Session, f: RoomLeaveFrame): void {
-    void this.guard(s, f.room, async () => {
+    void this.guard(s, f.room, f, async () => {
       const st = await this.existing(f.room);
       await this.lock.run(st.rec.key, async () => {
         if (!st.members.has(s.key)) throw new AppError('NOT_A_MEMBER', 'you are not a member of this room', f.room);
@@ -287,7 +378,7 @@ export class Rooms {
   }
 
   remove(s: Session, f: RoomRemoveFrame): void {
-    void this.guard(s, f.room, async () => {
+    void this.guard(s, f.room, f, async () => {
       const st = await this.owned(s, f.room);
       const target = this.memberKey(f.name, f.room);
       let name = f.name;
@@ -306,7 +397,7 @@ export class Rooms {
   }
 
   invite(s: Session, f: RoomInviteFrame): void {
-    void this.guard(s, f.room, async () => {
+    void this.guard(s, f.room, f, async () => {
       const st = await this.owned(s, f.room);
       const target = this.memberKey(f.name, f.room);
       const name = await storeCall(() => this.accounts.lookup(target));
@@ -314,14 +405,17 @@ export class Rooms {
       if (!st.members.has(target)) {
         if (st.members.size >= this.opts.memberLimit) throw new AppError('ROOM_FULL', `the room has ${this.opts.memberLimit} members, its limit`, f.room);
         await storeCall(() => this.store.rooms.invite(st.rec.key, target, this.clock.now(), s.name));
-        this.online.get(target)?.send({ t: Op.RoomInvited, room: st.rec.name, by: s.name });
+        const invited: ServerFrame = { t: Op.RoomInvited, room: st.rec.name, by: s.name };
+        const here = this.online.get(target);
+        if (here) here.send(invited);
+        else this.placement?.tell(target, invited);
       }
       s.send(this.info(st));
     });
   }
 
   handOver(s: Session, f: RoomOwnerFrame): void {
-    void this.guard(s, f.room, async () => {
+    void this.guard(s, f.room, f, async () => {
       const st = await this.owned(s, f.room);
       const target = this.memberKey(f.name, f.room);
       await this.lock.run(st.rec.key, async () => {
@@ -337,21 +431,21 @@ export class Rooms {
   }
 
   members(s: Session, f: RoomMembersFrame): void {
-    void this.guard(s, f.room, async () => {
+    void this.guard(s, f.room, f, async () => {
       const st = await this.membership(s, f.room);
       s.send(this.info(st));
     });
   }
 
   list(s: Session): void {
-    void this.guard(s, undefined, async () => {
+    void this.guard(s, undefined, undefined, async () => {
       const rooms = await storeCall(() => this.store.rooms.listPublicRooms(Limits.maxRoomList));
       s.send({ t: Op.RoomListed, rooms: rooms.map((r) => ({ room: r.name, owner: r.owner })) });
     });
   }
 
   who(s: Session, f: RoomWhoFrame): void {
-    void this.guard(s, f.id, async () => {
+    void this.guard(s, f.id, f, async () => {
       const st = await this.membership(s, f.room, f.id);
       const e = st.tail.find((x) => x.fromKey === s.key && x.id === f.id && x.line === undefined);
       if (!e) throw new AppError('MESSAGE_UNKNOWN', 'no recent message of yours in this room has that id', f.id);
@@ -364,7 +458,7 @@ export class Rooms {
 
   /** A text to a room: appended to its log under the room's lock, then handed to every online member's pipe. */
   send(s: Session, f: RoomSendFrame): void {
-    void this.guard(s, f.id, async () => {
+    void this.guard(s, f.id, f, async () => {
       const st = await this.membership(s, f.room, f.id);
       const key = st.rec.key;
       // Under the lock only while the append is issued: appends in flight together commit together (one
@@ -384,6 +478,7 @@ export class Rooms {
 
   /** Acknowledged room messages move their members' cursors over what is acknowledged without a gap. */
   ack(s: Session, f: AckFrame): void {
+    this.placement?.ack(s, f);
     const sr = this.bySession.get(s);
     if (!sr || sr.tags.size === 0) return;
     const touched = new Set<Pipe>();
@@ -595,6 +690,8 @@ export class Rooms {
       storeCall(() => this.store.rooms.members(key)),
       storeCall(() => this.store.rooms.historyStart(key, 0, 0)),
     ]);
+    // Several nodes: the claim may have moved while the room loaded (`unload` found nothing to forget then).
+    if (this.placement && !this.placement.owns(key)) throw new RouterError('STALE_EPOCH', 'the room moved to another node while it loaded');
     return { rec, members: new Map(list.map((m) => [m.key, member(m.name, m.cursor)])), tail: [], tailBase: last, movesSinceTrim: 0, flush: undefined, appended: Promise.resolve() };
   }
 
@@ -646,8 +743,11 @@ export class Rooms {
    */
   private appendInOrder(st: RoomState, entry: NewRoomEntry, cap: number): Promise<AppendResult> {
     const appending = storeCall(() => this.store.rooms.append(entry, cap));
-    const done = st.appended.then(() => appending).then((r) => {
-      if (r.status === 'stored') this.push(st, { ...entry, seq: r.seq });
+    const done = st.appended.then(() => appending).then(async (r) => {
+      if (r.status === 'stored') {
+        if (this.placement) await this.fillGap(st, r.seq);
+        this.push(st, { ...entry, seq: r.seq });
+      }
       else if (r.status === 'duplicate') {
         void this.placeLate(st, r.seq).catch((err: unknown) => this.log.warn({ err, room: st.rec.key }, 'could not place a late room entry'));
       }
@@ -655,6 +755,52 @@ export class Rooms {
     });
     st.appended = done.catch(() => undefined);
     return done;
+  }
+
+  /**
+   * Several nodes: a node that owned the room before this one says its last appends are done. What they added
+   * above the tail goes in it now, in the append order (after the appends this node issued before), and the
+   * members' pipes read it.
+   */
+  refresh(key: string): void {
+    const st = this.resolved.get(key);
+    if (!st) return;
+    const done = st.appended.then(async () => {
+      for (;;) {
+        const top = st.tail.length > 0 ? st.tail[st.tail.length - 1]!.seq : st.tailBase;
+        const more = await storeCall(() => this.store.rooms.fetchRoom(key, top, this.opts.batch, 0));
+        for (const e of more) this.push(st, e);
+        if (more.length < this.opts.batch) break;
+      }
+      this.wake(st);
+    }).catch((err: unknown) => this.log.warn({ err, room: key }, 'could not read what an earlier owner appended'));
+    st.appended = done;
+  }
+
+  /**
+   * With several nodes, entries can land in the log that this node did not append: those of a node that owned
+   * the room until its claim moved here, appended while this node loaded it. Before an append of its own goes in
+   * the tail, whatever the store holds between the tail's top and it goes in first, so the tail stays the log's
+   * exact suffix and no pipe passes an entry it never read. (One node: every append is this node's, in order.)
+   */
+  private async fillGap(st: RoomState, seq: number): Promise<void> {
+    try {
+      for (let read = 0; ; read++) {
+        const top = st.tail.length > 0 ? st.tail[st.tail.length - 1]!.seq : st.tailBase;
+        if (seq <= top + 1) return;
+        const missing = await storeCall(() => this.store.rooms.fetchRoom(st.rec.key, top, seq - top - 1, 0));
+        for (const e of missing) if (e.seq < seq) this.push(st, e);
+        // Seqs are not dense (MongoDB: a claimed seq whose insert failed is a hole), so a gap may be for good;
+        // but one the earlier owner's append is still filling shows up within a round trip or two.
+        if (read >= GAP_READS - 1 || missing.length >= seq - top - 1) return;
+        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, GAP_WAIT_MS));
+      }
+    } catch (err) {
+      // Unread: the pipes read that stretch from the store instead (tailBase above it).
+      this.log.warn({ err, room: st.rec.key }, 'could not read a room log gap');
+      st.tail = [];
+      st.tailBase = seq - 1;
+    }
   }
 
   private push(st: RoomState, e: RoomEntry): void {
@@ -740,15 +886,22 @@ export class Rooms {
   }
 
   /** Runs a frame's work; whatever it throws becomes the session's coded error. */
-  private async guard(s: Session, ref: string | undefined, work: () => Promise<void>): Promise<void> {
-    if (this.opts.severalNodes) {
-      s.error({ code: 'ROOMS_SINGLE_NODE', message: 'rooms are not available on a server of several nodes yet', ref });
-      return;
-    }
+  private async guard(s: Session, ref: string | undefined, frame: OwnedRoomFrame | undefined, work: () => Promise<void>): Promise<void> {
     try {
+      if (this.placement && frame) {
+        // Several nodes: the room's owner runs it (a bad name is refused here, as `work` would).
+        const name = normalizeName(frame.room);
+        if (name !== null && !(await this.placement.here(nameKey(name)))) {
+          this.placement.forward(s, nameKey(name), frame);
+          return;
+        }
+      }
       await work();
     } catch (err) {
-      if (s.phase !== 'closed') tellError(s, err, ref, this.storeDown);
+      if (err instanceof RouterError) {
+        s.log.warn({ err }, 'room frame: the bus between nodes is unavailable');
+        if (s.phase !== 'closed') s.error({ code: 'STORE_UNAVAILABLE', message: 'the bus between nodes is unavailable; try again shortly', ref });
+      } else if (s.phase !== 'closed') tellError(s, err, ref, this.storeDown);
       else this.failed(s, err, 'room work failed');
     }
   }

@@ -25,6 +25,8 @@
  * - The **bus** is whatever carries envelopes between nodes. The in-process adapter has none and is always up.
  */
 import type {
+  RoomCreateFrame, RoomInviteFrame, RoomJoinFrame, RoomLeaveFrame, RoomMembersFrame, RoomOwnerFrame, RoomRemoveFrame,
+  RoomSendFrame, RoomWhoFrame, ServerFrame,
   Delivery, ReadByFrame, TypingFromFrame, StreamAbortedFrame, StreamAnsweredFrame, StreamEndedFrame, StreamGrantedFrame, StreamOfferedFrame,
   StreamResumableFrame, StreamResumedFrame,
 } from '../../shared/protocol.ts';
@@ -137,6 +139,27 @@ export const EnvelopeKind = {
    * node as a wrong offset and aborts the stream.
    */
   Chunk: 'chunk',
+  /**
+   * A room member's node to the room's owner node (the holder of the claim `#room:<room key>`, whose sid is the
+   * owner's node id): `attach` (the member's session is live there: open its pipe of the room), `frame` (a room
+   * frame of the member's, run on the owner as if its socket were there), `ack` (the member acknowledged these
+   * delivery tags of the owner's proxy `proxy`), `detach` (its session closed). Answered; anything but `taken`
+   * and the member's node locates the owner again (claiming the room itself when nobody holds it) and resends:
+   * a resent `send` is answered by its stored seq ((room, sender, id) is unique in the log), a lost `ack` only
+   * means redelivery (the cursor stays behind; clients de-duplicate by (room, rseq)), a lost `detach` is made up
+   * by the owner seeing the member's node gone or its next delivery refused. `refresh` comes from a node that gave the
+   * room up, once its last appends are done: the owner puts what they added in its tail (best effort).
+   */
+  RoomIn: 'roomIn',
+  /**
+   * The owner node to a member's holder: the server frames its proxy of the member's session was sent (room
+   * messages, receipts with counts, presence, info, errors), in order, one envelope at a time per proxy. The
+   * holder writes them to the session's socket, room messages under tags of its own that it maps back to the
+   * proxy's. Answered; anything but `taken` and the owner drops the proxy (its pipes stop, its cursors stay
+   * where its acks put them: what was not acknowledged comes again). `moved` names rooms this node no longer
+   * owns: the holder attaches its session to their new owner. Also carries invitations to a name with no proxy.
+   */
+  RoomOut: 'roomOut',
 } as const;
 export type EnvelopeKind = (typeof EnvelopeKind)[keyof typeof EnvelopeKind];
 
@@ -280,8 +303,53 @@ export interface ChunkEnvelope {
  */
 export type ForwardedEnvelope = ChunkEnvelope | StreamEnvelope;
 
+/** Who a room frame is from: a session on some node (see `RoomInEnvelope`). */
+export interface RoomMemberRef {
+  key: string;
+  name: string;
+  sid: string;
+  /** The node holding the member's session. */
+  node: NodeId;
+}
+
+/** The room frames a member's node passes to the room's owner (`list` is answered anywhere, from the store). */
+export type OwnedRoomFrame =
+  | RoomSendFrame | RoomCreateFrame | RoomJoinFrame | RoomLeaveFrame | RoomInviteFrame | RoomRemoveFrame
+  | RoomOwnerFrame | RoomMembersFrame | RoomWhoFrame;
+
+export interface RoomInEnvelope {
+  k: typeof EnvelopeKind.RoomIn;
+  /** `#room:<room key>`: the room's owner claim. */
+  to: string;
+  member: RoomMemberRef;
+  /** `refresh`: an earlier owner's last appends are done; the owner reads the log above its tail. */
+  op: 'attach' | 'frame' | 'ack' | 'detach' | 'refresh';
+  frame?: OwnedRoomFrame;
+  /** For `ack`: the owner's proxy and its delivery tags. */
+  proxy?: string;
+  tags?: number[];
+  /** The member's node (heard from). */
+  origin: NodeId;
+}
+
+export interface RoomOutEnvelope {
+  k: typeof EnvelopeKind.RoomOut;
+  /** The member's name key. */
+  to: string;
+  /** The member's session: a holder with another session of the name refuses it. */
+  sid?: string;
+  /** The owner's proxy of the session: acknowledgements go back to it. */
+  proxy?: string;
+  frames: ServerFrame[];
+  /** Room keys the owner no longer serves. */
+  moved?: string[];
+  origin: NodeId;
+  /** A rough size for the bus adapter's batches (texts dominate). */
+  bytes: number;
+}
+
 /** Everything addressed to the holder of one name. */
-export type AddressedEnvelope = TextEnvelope | ReceiptEnvelope | TakeoverEnvelope | ReplacedEnvelope | EndedEnvelope | StreamEnvelope | ChunkEnvelope | WakeEnvelope | SignalEnvelope;
+export type AddressedEnvelope = TextEnvelope | ReceiptEnvelope | TakeoverEnvelope | ReplacedEnvelope | EndedEnvelope | StreamEnvelope | ChunkEnvelope | WakeEnvelope | SignalEnvelope | RoomInEnvelope | RoomOutEnvelope;
 export type Envelope = AddressedEnvelope | SettledEnvelope | PresenceEnvelope;
 
 /**

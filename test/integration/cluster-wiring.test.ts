@@ -161,13 +161,25 @@ describe('two nodes on one bus', () => {
     }
   });
 
-  it('refuses room frames with ROOMS_SINGLE_NODE: rooms do not cross nodes yet', async () => {
-    const [n1] = nodes as [ChildServer, ChildServer];
-    const w = await helloWire(h.rawSocket(wsUrl(n1.url), await h.account(n1, 'erin')));
-    w.send({ t: Op.RoomCreate, room: 'Lobby' });
-    expect(await w.next(Op.Error)).toMatchObject({ code: 'ROOMS_SINGLE_NODE', ref: 'Lobby' });
-    w.send({ t: Op.Send, id: 'room-text-01', room: 'Lobby', text: 'hello' });
-    expect(await w.next(Op.Error, (e) => e.ref === 'room-text-01')).toMatchObject({ code: 'ROOMS_SINGLE_NODE' });
+  it('serves a room across nodes: created on node 1, joined and read on node 2, counted back on node 1', async () => {
+    // The full cross-node room suite is rooms-nodes.test.ts (three nodes, removal, presence, kill -9 of the owner).
+    const [n1, n2] = nodes as [ChildServer, ChildServer];
+    const erin = await helloWire(h.rawSocket(wsUrl(n1.url), await h.account(n1, 'erin')));
+    const fay = await helloWire(h.rawSocket(wsUrl(n2.url), await h.account(n2, 'fay')));
+    erin.send({ t: Op.RoomCreate, room: 'Lobby' });
+    expect(await erin.next(Op.RoomInfo)).toMatchObject({ room: 'Lobby', owner: 'erin' });
+    fay.send({ t: Op.RoomJoin, room: 'lobby' });
+    expect(await fay.next(Op.RoomInfo)).toMatchObject({ room: 'Lobby', members: [['erin', true], ['fay', true]] });
+    erin.send({ t: Op.Send, id: 'room-text-01', room: 'Lobby', text: 'hello' });
+    // Fay acknowledges what she is handed (the room's lines, then the text): her cursor moves over all of it.
+    const tags: number[] = [];
+    const m = await fay.next(Op.Message, (f) => {
+      tags.push(f.tag);
+      return f.id === 'room-text-01';
+    });
+    expect(m).toMatchObject({ room: 'Lobby', from: 'erin', text: 'hello' });
+    fay.send({ t: Op.Ack, tags });
+    expect(await erin.next(Op.RoomReceipt, (f) => f.items.some(([id, , d]) => id === 'room-text-01' && d === 1))).toMatchObject({ items: [['room-text-01', 'Lobby', 1, 1]] });
   });
 
   it('a message queued through node 1 for an offline user is delivered on node 2, and its receipt crosses back', async () => {
