@@ -9,8 +9,10 @@
  * unasked (at sign-in, for each room) answers a request waiting on that room just as well: it is the room now.
  *
  * Messages: the server hands each member its rooms' logs in `rseq` order and, after a reconnect, again from
- * what it last acknowledged, so the layer keeps per room the highest `rseq` it passed on and drops what is at or
- * below it: what the app sees is each entry once, in `rseq` order.
+ * what it last acknowledged, so the layer keeps per room the `rseq`s it passed on (the highest, and those within
+ * SEEN_WINDOW below it) and drops what it already passed on: what the app sees is each entry once. An entry can
+ * come after a higher one (the room's owner node places an earlier owner's late append, see docs/architecture.md
+ * "Rooms across nodes"): it is passed on too, and the app shows a room in `rseq` order.
  */
 import type { ErrorCodeName } from '../../shared/codes.ts';
 import { newMessageId } from '../../shared/ids.ts';
@@ -94,8 +96,8 @@ export function roomKey(name: string): string | null {
 export class Rooms extends Emitter<RoomsEvents> {
   /** Rooms this client is a member of, by room key, as last heard. */
   readonly rooms = new Map<string, Room>();
-  /** Per room key: the highest `rseq` passed on. */
-  private readonly top = new Map<string, number>();
+  /** Per room key: the `rseq`s passed on (see `Seen`). */
+  private readonly seen = new Map<string, Seen>();
   private readonly infoWaits: Waiting<Room>[] = [];
   private readonly goneWaits: Waiting<void>[] = [];
   private readonly whoWaits: Waiting<WhoHasIt>[] = [];
@@ -271,9 +273,9 @@ export class Rooms extends Emitter<RoomsEvents> {
   private incoming(f: MessageFrame): Promise<void> | boolean {
     const key = nameKey(f.room!);
     const rseq = f.rseq ?? 0;
-    const top = this.top.get(key) ?? 0;
-    if (rseq <= top) return false;
-    this.top.set(key, rseq);
+    let seen = this.seen.get(key);
+    if (!seen) this.seen.set(key, (seen = new Seen()));
+    if (!seen.add(rseq)) return false;
     const m: RoomMessage = { room: f.room!, rseq, id: f.id, from: f.from, text: f.text, ts: f.ts, queued: f.queued === true };
     if (f.line !== undefined) m.line = f.line;
     if (m.line) this.applyLine(key, m);
@@ -281,7 +283,7 @@ export class Rooms extends Emitter<RoomsEvents> {
     if (!this.opts.beforeAck) return true;
     return Promise.resolve(this.opts.beforeAck(m)).catch((err: unknown) => {
       // Not kept: let the copy that comes after the next reconnect through.
-      if ((this.top.get(key) ?? 0) >= rseq) this.top.set(key, rseq - 1);
+      seen!.forget(rseq);
       throw err;
     });
   }
@@ -307,5 +309,37 @@ export class Rooms extends Emitter<RoomsEvents> {
         break;
     }
     this.emit('room', r);
+  }
+}
+
+/**
+ * Entries below the highest `rseq` passed on that may still come for the first time: an owner node places a late
+ * append within a moment of the entries after it, so a few thousand cover it many times over.
+ */
+const SEEN_WINDOW = 4096;
+
+/** The `rseq`s of one room passed on: the highest, and each one within SEEN_WINDOW below it. */
+export class Seen {
+  private top = 0;
+  private readonly recent = new Set<number>();
+
+  /** Records `rseq`; false when it was passed on already (or is too far below the highest to tell). */
+  add(rseq: number): boolean {
+    if (rseq <= this.top - SEEN_WINDOW || this.recent.has(rseq)) return false;
+    this.recent.add(rseq);
+    if (rseq > this.top) this.top = rseq;
+    if (this.recent.size > 2 * SEEN_WINDOW) {
+      for (const r of this.recent) if (r <= this.top - SEEN_WINDOW) this.recent.delete(r);
+    }
+    return true;
+  }
+
+  /** `rseq` was not kept by the app: let the copy that comes after the next reconnect through. */
+  forget(rseq: number): void {
+    this.recent.delete(rseq);
+    if (rseq === this.top) {
+      this.top = 0;
+      for (const r of this.recent) if (r > this.top) this.top = r;
+    }
   }
 }
