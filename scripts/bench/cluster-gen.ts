@@ -6,7 +6,8 @@
  *   job: { mode: 'text', clients, window }  pairs (2k, 2k+1) send short messages to each other, `window` in flight
  *   job: { mode: 'idle', clients }          connect, say hello, wait for welcome, then hold the sockets
  *   job: { mode: 'relay', clients, bytes }  clients[0] streams `bytes` to clients[1] with end-to-end credit (256 KiB
- *                                          chunks, 4 MiB window), then reports at once
+ *                                          chunks, 4 MiB window), then reports at once; with `side` ('send' or
+ *                                          'view') the process runs only that half, for clients[0] alone
  *   coordinator -> { cmd: 'measure' }      (text) reset counters and CPU
  *   coordinator -> { cmd: 'stop' }         reply with a report, close the sockets and exit
  *
@@ -23,7 +24,7 @@ import { selfCpuSeconds } from './lib.ts';
 
 export interface GenClient { name: string; peer: string; port: number; token: string }
 export type ClusterGenJob = { mode: 'text'; clients: GenClient[]; window: number } | { mode: 'idle'; clients: GenClient[] }
-  | { mode: 'relay'; clients: GenClient[]; bytes: number };
+  | { mode: 'relay'; clients: GenClient[]; bytes: number; side?: 'send' | 'view' };
 export interface ClusterGenReport { error?: string; delivered: number; latencies: number[]; cpu: number; elapsed: number; connected: number }
 
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
@@ -79,7 +80,8 @@ const WINDOW = 4 * 1024 * 1024;
  * turn: at most WINDOW / CHUNK are unpaid, and a paid one has left this process, so twice that is never overwritten
  * while `ws` still holds it.
  */
-function stream(sender: WebSocket, viewer: WebSocket, to: string, bytes: number): Promise<void> {
+/** The sending half: offers `bytes` to `to` and sends chunks as credit comes; resolves once the last is sent. */
+function sendStream(sender: WebSocket, to: string, bytes: number): Promise<void> {
   const ring = Array.from({ length: (2 * WINDOW) / CHUNK }, () => {
     const f = Buffer.alloc(CHUNK_HEADER_BYTES + CHUNK, 7);
     f[0] = CHUNK_TAG;
@@ -89,20 +91,47 @@ function stream(sender: WebSocket, viewer: WebSocket, to: string, bytes: number)
   let next = 0;
   let credit = 0;
   let sent = 0;
+  return new Promise<void>((resolve, reject) => {
+    const pump = (): void => {
+      while (credit > 0 && sent < bytes) {
+        const n = Math.min(CHUNK, credit, bytes - sent);
+        const f = ring[next++ % ring.length]!;
+        f.writeUInt32BE(sid, 1);
+        f.writeDoubleBE(sent, 5);
+        sender.send(n === CHUNK ? f : f.subarray(0, CHUNK_HEADER_BYTES + n));
+        sent += n;
+        credit -= n;
+        if (sent === bytes) {
+          sender.send(encodeFrame({ t: Op.StreamEnd, sid }));
+          resolve();
+        }
+      }
+    };
+    sender.on('message', (data: Buffer) => {
+      const f = unpackr.unpack(data) as { t: number; sid: number; bytes: number; code?: string; message?: string; reason?: string };
+      if (f.t === Op.StreamOffered) sid = f.sid;
+      else if (f.t === Op.StreamGranted) {
+        credit += f.bytes;
+        pump();
+      } else if (f.t === Op.StreamAborted) reject(new Error(`stream aborted: ${f.reason}`));
+      else if (f.t === Op.Error && f.code === 'RECIPIENT_OFFLINE' && offers < 50) {
+        setTimeout(offer, 100); // the viewer's welcome came, but its (empty) queue drain may not have settled yet
+      } else if (f.t === Op.Error) reject(new Error(`${f.code}: ${f.message} (after ${offers} offers)`));
+    });
+    let offers = 0;
+    const offer = (): void => {
+      offers++;
+      sender.send(encodeFrame({ t: Op.StreamOffer, ref: 'bench-relay', to, name: 'bench.webm', size: bytes, mime: 'video/webm', container: 'webm' }));
+    };
+    offer();
+  });
+}
+
+/** The viewing half: accepts the offer with the window, grants as chunks arrive; resolves at the last byte. */
+function viewStream(viewer: WebSocket, bytes: number): Promise<void> {
+  let sid = 0;
   let received = 0;
   let ungranted = 0;
-  const pump = (): void => {
-    while (credit > 0 && sent < bytes) {
-      const n = Math.min(CHUNK, credit, bytes - sent);
-      const f = ring[next++ % ring.length]!;
-      f.writeUInt32BE(sid, 1);
-      f.writeDoubleBE(sent, 5);
-      sender.send(n === CHUNK ? f : f.subarray(0, CHUNK_HEADER_BYTES + n));
-      sent += n;
-      credit -= n;
-      if (sent === bytes) sender.send(encodeFrame({ t: Op.StreamEnd, sid }));
-    }
-  };
   return new Promise<void>((resolve, reject) => {
     viewer.on('message', (data: Buffer) => {
       if (data[0] === CHUNK_TAG) {
@@ -117,26 +146,21 @@ function stream(sender: WebSocket, viewer: WebSocket, to: string, bytes: number)
         return;
       }
       const f = unpackr.unpack(data) as { t: number; sid: number; reason?: string };
-      if (f.t === Op.StreamOffered) viewer.send(encodeFrame({ t: Op.StreamAnswer, sid: f.sid, accept: true, credit: WINDOW }));
+      if (f.t === Op.StreamOffered) {
+        sid = f.sid;
+        viewer.send(encodeFrame({ t: Op.StreamAnswer, sid: f.sid, accept: true, credit: WINDOW }));
+      }
       if (f.t === Op.StreamAborted) reject(new Error(`stream aborted: ${f.reason}`));
     });
-    sender.on('message', (data: Buffer) => {
-      const f = unpackr.unpack(data) as { t: number; sid: number; bytes: number; code?: string; message?: string };
-      if (f.t === Op.StreamOffered) sid = f.sid;
-      else if (f.t === Op.StreamGranted) {
-        credit += f.bytes;
-        pump();
-      } else if (f.t === Op.Error && f.code === 'RECIPIENT_OFFLINE' && offers < 50) {
-        setTimeout(offer, 100); // the viewer's welcome came, but its (empty) queue drain may not have settled yet
-      } else if (f.t === Op.Error) reject(new Error(`${f.code}: ${f.message} (after ${offers} offers)`));
-    });
-    let offers = 0;
-    const offer = (): void => {
-      offers++;
-      sender.send(encodeFrame({ t: Op.StreamOffer, ref: 'bench-relay', to, name: 'bench.webm', size: bytes, mime: 'video/webm', container: 'webm' }));
-    };
-    offer();
   });
+}
+
+/** What a relay job's process runs: both halves, or one of them (`side`) when each half has its own process. */
+function relayJob(job: Extract<ClusterGenJob, { mode: 'relay' }>, sockets: WebSocket[]): Promise<void> {
+  if (job.side === 'send') return sendStream(sockets[0]!, job.clients[0]!.peer, job.bytes);
+  if (job.side === 'view') return viewStream(sockets[0]!, job.bytes);
+  const viewed = viewStream(sockets[1]!, job.bytes);
+  return Promise.all([sendStream(sockets[0]!, job.clients[1]!.name, job.bytes), viewed]).then(() => undefined);
 }
 
 async function main(job: ClusterGenJob): Promise<void> {
@@ -145,7 +169,7 @@ async function main(job: ClusterGenJob): Promise<void> {
     process.once('message', () => {
       const cpu0 = selfCpuSeconds();
       const t0 = performance.now();
-      stream(sockets[0]!, sockets[1]!, job.clients[1]!.name, job.bytes).then(() => {
+      relayJob(job, sockets).then(() => {
         const report: ClusterGenReport = { delivered: job.bytes, latencies: [], cpu: selfCpuSeconds() - cpu0, elapsed: (performance.now() - t0) / 1000, connected: 2 };
         for (const ws of sockets) ws.terminate();
         process.send!(report, () => process.exit(0));

@@ -232,29 +232,37 @@ interface RelayRun { mibPerSec: number; nodeCpus: number[]; natsCpu: number; pea
 async function relayRun(layout: Layout, o: ClusterBenchOptions): Promise<RelayRun> {
   const profile = o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(o.profileDir, `relay-${layout}`)}`] : [];
   const d = await deploy(2, layout === 'single' ? 1 : 2, layout !== 'single', '', profile);
-  let gen: Gen | undefined;
+  const gens: Gen[] = [];
   try {
     const ports = [d.nodes[0]!.port, d.nodes[layout === 'cross' ? 1 : 0]!.port];
     const clients = [0, 1].map((i) => ({ name: name(i), peer: name(i ^ 1), port: ports[i]!, token: token(i) }));
-    gen = generator({ mode: 'relay', clients, bytes: o.relayMib * 1024 * 1024 });
-    await gen.ready;
+    // The viewer and the sender each in its own process (as the single-node relay rows do): one generator
+    // process for both was the ceiling of the same-node rows.
+    const bytes = o.relayMib * 1024 * 1024;
+    const viewer = generator({ mode: 'relay', side: 'view', clients: [clients[1]!], bytes });
+    gens.push(viewer);
+    await viewer.ready;
+    const sender = generator({ mode: 'relay', side: 'send', clients: [clients[0]!], bytes });
+    gens.push(sender);
+    await sender.ready;
     const pids = [...d.nodes.map((n) => n.pid), ...(d.nats ? [d.nats.pid] : [])];
     const peakRss = d.nodes.map((n) => rssBytes(n.pid));
     const sampler = setInterval(() => d.nodes.forEach((n, i) => (peakRss[i] = Math.max(peakRss[i]!, rssBytes(n.pid)))), 20);
     const cpu0 = pids.map(cpuSeconds);
     const t0 = performance.now();
-    const report = gen.next<ClusterGenReport>();
-    gen.proc.send({ cmd: 'go' });
-    const r = await report.finally(() => clearInterval(sampler));
-    if (r.error) return { mibPerSec: 0, nodeCpus: [], natsCpu: 0, peakRss, generatorCpu: 0, error: r.error };
+    const reports = Promise.all(gens.map((g) => g.next<ClusterGenReport>()));
+    for (const g of gens) g.proc.send({ cmd: 'go' });
+    const [r, s] = await reports.finally(() => clearInterval(sampler));
+    const error = r!.error ?? s!.error;
+    if (error) return { mibPerSec: 0, nodeCpus: [], natsCpu: 0, peakRss, generatorCpu: 0, error };
     const elapsed = (performance.now() - t0) / 1000;
     const cpus = pids.map((p, i) => (cpuSeconds(p) - cpu0[i]!) / elapsed);
     return {
-      mibPerSec: r.delivered / 1024 / 1024 / r.elapsed, nodeCpus: cpus.slice(0, d.nodes.length),
-      natsCpu: d.nats ? cpus.at(-1)! : 0, peakRss, generatorCpu: r.cpu / r.elapsed,
+      mibPerSec: r!.delivered / 1024 / 1024 / r!.elapsed, nodeCpus: cpus.slice(0, d.nodes.length),
+      natsCpu: d.nats ? cpus.at(-1)! : 0, peakRss, generatorCpu: Math.max(r!.cpu / r!.elapsed, s!.cpu / s!.elapsed),
     };
   } finally {
-    if (gen) killGens([gen]);
+    killGens(gens);
     await teardown(d);
   }
 }
