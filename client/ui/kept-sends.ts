@@ -19,6 +19,7 @@
  */
 import type { FileMeta } from '../sdk/index.ts';
 import type { StoredMessage } from './history.ts';
+import { KeptRecords } from './kept-records.ts';
 
 export interface SendRecord {
   tid: string;
@@ -38,60 +39,34 @@ export interface SendRecord {
   copied: boolean;
 }
 
-const PREFIX = 'parley.kept-sends.';
-const key = (meKey: string) => `${PREFIX}${meKey}`;
+const records = new KeptRecords<SendRecord>('parley.kept-sends.', 'could not remember a file being sent');
 const DB = 'parley-sending';
 const FILES = 'files';
 
-function load(meKey: string): SendRecord[] {
-  try {
-    const list = JSON.parse(localStorage.getItem(key(meKey)) ?? '[]') as unknown;
-    return Array.isArray(list) ? (list as SendRecord[]) : [];
-  } catch {
-    return []; // unreadable: nothing to resume (the copies go with the next sweep)
-  }
-}
-
-function save(meKey: string, list: SendRecord[]): void {
-  try {
-    if (list.length === 0) localStorage.removeItem(key(meKey));
-    else localStorage.setItem(key(meKey), JSON.stringify(list));
-  } catch (err) {
-    console.warn('could not remember a file being sent', err);
-  }
-}
-
 /** The transfers of `meKey` still resumable; expired ones are forgotten and their copies deleted. */
 export function keptSends(meKey: string): SendRecord[] {
-  const now = Date.now();
-  const list = load(meKey);
-  const live = list.filter((r) => r.until > now);
-  if (live.length !== list.length) {
-    save(meKey, live);
-    for (const r of list) if (r.until <= now) void deleteCopy(r.tid);
-  }
+  const { live, expired } = records.live(meKey);
+  for (const r of expired) void deleteCopy(r.tid);
   return live;
 }
 
 export function keepSend(meKey: string, r: SendRecord): void {
-  save(meKey, [...load(meKey).filter((x) => x.tid !== r.tid), r]);
+  records.put(meKey, r, (x) => x.tid === r.tid);
 }
 
 /** Changes a kept record (no-op when the transfer is not kept). */
 export function updateSend(meKey: string, tid: string, change: Partial<Pick<SendRecord, 'until' | 'copied'>>): void {
-  const list = load(meKey);
+  const list = records.load(meKey);
   const r = list.find((x) => x.tid === tid);
   if (!r) return;
   Object.assign(r, change);
-  save(meKey, list);
+  records.save(meKey, list);
 }
 
 /** The transfer is over: its record goes, and its copy when `copied` (a copy may exist, made or being made). */
 export function forgetSend(meKey: string, tid: string, copied = true): void {
-  const list = load(meKey);
-  const rest = list.filter((x) => x.tid !== tid);
-  if (rest.length !== list.length) save(meKey, rest);
-  if (copied || rest.length !== list.length) void deleteCopy(tid);
+  const had = records.remove(meKey, (x) => x.tid === tid);
+  if (copied || had) void deleteCopy(tid);
 }
 
 function openDb(): Promise<IDBDatabase> {
@@ -144,13 +119,7 @@ async function deleteCopy(tid: string): Promise<void> {
  * that expired while no page was open). Returns how many went.
  */
 export async function sweepCopies(): Promise<number> {
-  const live = new Set<string>();
-  const now = Date.now();
-  for (let i = 0; i < localStorage.length; i++) {
-    const k = localStorage.key(i);
-    if (!k?.startsWith(PREFIX)) continue;
-    for (const r of load(k.slice(PREFIX.length))) if (r.until > now) live.add(r.tid);
-  }
+  const live = new Set(records.allLive().map((r) => r.tid));
   const keys = await withStore('readonly', (s) => s.getAllKeys());
   const dead = keys.filter((k) => typeof k !== 'string' || !live.has(k));
   if (dead.length > 0) await withStore('readwrite', (s) => { for (const k of dead) s.delete(k); return s.count(); });

@@ -9,6 +9,7 @@
  */
 import type { FileMeta } from '../sdk/index.ts';
 import type { StoredMessage } from './history.ts';
+import { KeptRecords } from './kept-records.ts';
 
 export interface KeptRecord {
   tid: string;
@@ -23,54 +24,22 @@ export interface KeptRecord {
   record: StoredMessage;
 }
 
-const PREFIX = 'parley.kept-transfers.';
-const key = (meKey: string) => `${PREFIX}${meKey}`;
-
-function load(meKey: string): KeptRecord[] {
-  try {
-    const list = JSON.parse(localStorage.getItem(key(meKey)) ?? '[]') as unknown;
-    return Array.isArray(list) ? (list as KeptRecord[]) : [];
-  } catch {
-    return []; // unreadable: nothing to resume
-  }
-}
-
-function save(meKey: string, list: KeptRecord[]): void {
-  try {
-    if (list.length === 0) localStorage.removeItem(key(meKey));
-    else localStorage.setItem(key(meKey), JSON.stringify(list));
-  } catch (err) {
-    console.warn('could not remember a transfer for resuming', err);
-  }
-}
+const records = new KeptRecords<KeptRecord>('parley.kept-transfers.', 'could not remember a transfer for resuming');
 
 /** The transfers still resumable; expired ones are forgotten (their files go with the next sweep). */
 export function keptTransfers(meKey: string): KeptRecord[] {
-  const now = Date.now();
-  const list = load(meKey);
-  const live = list.filter((r) => r.until > now);
-  if (live.length !== list.length) save(meKey, live);
-  return live;
+  return records.live(meKey).live;
 }
 
 export function keepTransfer(meKey: string, r: KeptRecord): void {
-  save(meKey, [...load(meKey).filter((x) => x.file !== r.file), r]);
+  records.put(meKey, r, (x) => x.file === r.file);
 }
 
 export function forgetTransfer(meKey: string, file: string): void {
-  const list = load(meKey);
-  const rest = list.filter((x) => x.file !== file);
-  if (rest.length !== list.length) save(meKey, rest);
+  records.remove(meKey, (x) => x.file === file);
 }
 
 /** The disk files of every account's resumable transfers in this browser (none may be swept away). */
 export function allKeptFiles(): Set<string> {
-  const files = new Set<string>();
-  const now = Date.now();
-  for (let i = 0; i < localStorage.length; i++) {
-    const k = localStorage.key(i);
-    if (!k?.startsWith(PREFIX)) continue;
-    for (const r of load(k.slice(PREFIX.length))) if (r.until > now) files.add(r.file);
-  }
-  return files;
+  return new Set(records.allLive().map((r) => r.file));
 }
