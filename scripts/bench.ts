@@ -24,7 +24,7 @@
  *          test/.tmp/large-file.json.
  *
  * Options: --only text,idle,relay,store,requeue,router,cancel,rooms,cluster-text,cluster-relay,cluster-idle,recv  --cluster-idle 50000  --requeue-n 4000  --recv-mib 1024  --pairs 50  --seconds 5  --window 16  --repeat 3
- *          --idle 10000  --relay-mib 512  --store-n 10000  --store-recipients 100  --store-long 10000
+ *          --idle 10000  --relay-mib 1024  --store-n 10000  --store-recipients 100  --store-long 10000
  *          --generators 2 (text and room load generator processes)
  *          --room-members 100  --room-senders 4  --room-window 4  --room-store-n 2000
  *          --profile (no value): Parley servers run with --cpu-prof; the text and cluster-relay rows print their top self time,
@@ -43,7 +43,7 @@ import { EmbeddedStore } from '../server/store/embedded.ts';
 import { nameKey } from '../shared/names.ts';
 import { memoryOf, startChild, stopChild, table, type Child, sleep } from './bench/lib.ts';
 import { runText, userName, connect, GENERATOR_LIMIT, type Target } from './bench/text.ts';
-import { runRelay } from './bench/relay.ts';
+import { runRelay, type RelayResult } from './bench/relay.ts';
 import { runCancel } from './bench/cancel.ts';
 import { runRouter } from './bench/router.ts';
 import { STORE_TABLE, runStore } from './bench/store.ts';
@@ -61,7 +61,7 @@ const only = new Set((args.get('only') ?? 'text,idle,relay,store,requeue,router,
 const pairs = Number(args.get('pairs') ?? 50);
 const seconds = Number(args.get('seconds') ?? 5);
 const idleCount = Number(args.get('idle') ?? 10_000);
-const relayMib = Number(args.get('relay-mib') ?? 512);
+const relayMib = Number(args.get('relay-mib') ?? 1024);
 const window = Number(args.get('window') ?? 16);
 const generators = Number(args.get('generators') ?? 2);
 /** Text, idle and relay rows run this many times, interleaved, and report the median: single runs vary by +-20% here. */
@@ -311,7 +311,7 @@ async function relaySection(): Promise<void> {
     ['bare uWS relay, 1 stream, 4x the file', () => bare('uws', {}, profileInto('relay-bare')), 1, relayMib * 4],
     ['Parley, 1 stream, 4x the file', () => parley(16, {}, undefined, profileInto('relay-parley')), 1, relayMib * 4],
   ];
-  const results = new Map<string, Array<Awaited<ReturnType<typeof runRelay>>>>();
+  const results = new Map<string, RelayResult[]>();
   for (let i = 0; i < repeat; i++) {
     for (const [label, make, streams, mibEach] of runs) {
       const t = await make();

@@ -127,7 +127,14 @@ function sendStream(sender: WebSocket, to: string, bytes: number): Promise<void>
   });
 }
 
-/** The viewing half: accepts the offer with the window, grants as chunks arrive; resolves at the last byte. */
+/** When the viewing half had the last byte (0 until then): the relay's time ends there, not at `streamEnded`. */
+let lastByteAt = 0;
+
+/**
+ * The viewing half: accepts the offer with the window, grants as chunks arrive; resolves at `streamEnded`, which
+ * may come after the last byte. A viewer that closed at its last byte could cut the stream before the sender's
+ * end reached the server, and the sender would get STREAM_UNKNOWN for its end.
+ */
 function viewStream(viewer: WebSocket, bytes: number): Promise<void> {
   let sid = 0;
   let received = 0;
@@ -142,10 +149,11 @@ function viewStream(viewer: WebSocket, bytes: number): Promise<void> {
           viewer.send(encodeFrame({ t: Op.StreamCredit, sid, bytes: ungranted }));
           ungranted = 0;
         }
-        if (received === bytes) resolve();
+        if (received === bytes) lastByteAt = performance.now();
         return;
       }
       const f = unpackr.unpack(data) as { t: number; sid: number; reason?: string };
+      if (f.t === Op.StreamEnded && received === bytes) resolve();
       if (f.t === Op.StreamOffered) {
         sid = f.sid;
         viewer.send(encodeFrame({ t: Op.StreamAnswer, sid: f.sid, accept: true, credit: WINDOW }));
@@ -170,7 +178,7 @@ async function main(job: ClusterGenJob): Promise<void> {
       const cpu0 = selfCpuSeconds();
       const t0 = performance.now();
       relayJob(job, sockets).then(() => {
-        const report: ClusterGenReport = { delivered: job.bytes, latencies: [], cpu: selfCpuSeconds() - cpu0, elapsed: (performance.now() - t0) / 1000, connected: 2 };
+        const report: ClusterGenReport = { delivered: job.bytes, latencies: [], cpu: selfCpuSeconds() - cpu0, elapsed: ((lastByteAt || performance.now()) - t0) / 1000, connected: 2 };
         for (const ws of sockets) ws.terminate();
         process.send!(report, () => process.exit(0));
       }, (err: unknown) => {

@@ -5,7 +5,7 @@
  *   coordinator -> RelayJob              connect (Parley: senders offer, viewers accept with no credit yet);
  *                                         reply { ready: true }
  *   coordinator -> { cmd: 'go' }          viewers grant the window; senders send as credit comes; viewers count
- *   viewer      -> { done: true, cpu, elapsed }   once every stream arrived whole (then exits)
+ *   viewer      -> { done: true, cpu, elapsed }   once every stream arrived whole and (Parley) ended (then exits)
  *   coordinator -> { cmd: 'stop' }        sender: reply { cpu, elapsed }, close, exit
  *
  * What is timed is the same client protocol against both servers: the first credit, then chunks and credit
@@ -98,7 +98,7 @@ async function sender(t: Target, i: number, bytes: number, fail: (e: Error) => v
  * Viewer `i`: accepts the offer (no credit yet); `go` grants the window; counts chunk bytes, grants credit as
  * they pass; resolves `arrived` when whole.
  */
-async function viewer(t: Target, i: number, bytes: number, fail: (e: Error) => void): Promise<{ arrived: Promise<void>; sock: RawSocket; go(): void; firstAt(): number }> {
+async function viewer(t: Target, i: number, bytes: number, fail: (e: Error) => void): Promise<{ arrived: Promise<void>; ended: Promise<void>; sock: RawSocket; go(): void; firstAt(): number }> {
   const name = userName(2 * i + 1);
   const peer = userName(2 * i);
   let sid = i + 1;
@@ -107,6 +107,10 @@ async function viewer(t: Target, i: number, bytes: number, fail: (e: Error) => v
   let ungranted = 0;
   let arrive: () => void = () => undefined;
   const arrived = new Promise<void>((resolve) => (arrive = resolve));
+  // Parley's `streamEnded` may come after the last byte: a viewer that closed before it would cut the stream
+  // before the sender's end reached the server (and the sender would get STREAM_UNKNOWN for its end).
+  let end: () => void = () => undefined;
+  const ended = t.kind === 'parley' ? new Promise<void>((resolve) => (end = resolve)) : arrived;
   let welcome: (() => void) | undefined;
   let sock: RawSocket | undefined;
   sock = await openRaw(t.port, t.kind === 'parley' ? '/ws' : `/?name=${name}&peer=${peer}`,
@@ -134,6 +138,7 @@ async function viewer(t: Target, i: number, bytes: number, fail: (e: Error) => v
           sid = f.sid;
           sock!.send(encodeFrame({ t: Op.StreamAnswer, sid: f.sid, accept: true }));
         }
+        if (f.t === Op.StreamEnded) end();
         if (f.t === Op.StreamAborted) fail(new Error(`stream aborted: ${f.reason}`));
       },
     });
@@ -143,7 +148,7 @@ async function viewer(t: Target, i: number, bytes: number, fail: (e: Error) => v
       sock!.send(encodeFrame({ t: Op.Hello, v: PROTOCOL_VERSION }));
     });
   }
-  return { arrived, sock, go: () => sock!.send(encodeFrame({ t: Op.StreamCredit, sid, bytes: WINDOW })), firstAt: () => firstAt };
+  return { arrived, ended, sock, go: () => sock!.send(encodeFrame({ t: Op.StreamCredit, sid, bytes: WINDOW })), firstAt: () => firstAt };
 }
 
 async function main(job: RelayJob): Promise<void> {
@@ -162,10 +167,12 @@ async function main(job: RelayJob): Promise<void> {
       cpu0 = selfCpuSeconds();
       t0 = performance.now();
       for (const v of viewers) v.go();
-      void Promise.all(viewers.map((v) => v.arrived)).then(() => {
-        for (const v of viewers) v.sock.close();
+      void Promise.all(viewers.map((v) => v.arrived)).then(async () => {
+        const timed = report();
         const firstMs = Math.max(...viewers.map((v) => v.firstAt())) - t0;
-        process.send!({ done: true, ...report(), firstMs }, () => process.exit(0));
+        await Promise.all(viewers.map((v) => v.ended));
+        for (const v of viewers) v.sock.close();
+        process.send!({ done: true, ...timed, firstMs }, () => process.exit(0));
       });
     });
   } else {
