@@ -27,7 +27,7 @@
  *          --idle 10000  --relay-mib 1024  --store-n 10000  --store-recipients 100  --store-long 10000
  *          --generators 2 (text and room load generator processes)
  *          --room-members 100  --room-senders 4  --room-window 4  --room-store-n 2000
- *          --profile (no value): Parley servers run with --cpu-prof; the text and cluster-relay rows print their top self time,
+ *          --profile (no value): Parley servers run with --cpu-prof; the text, cluster-text and cluster-relay rows print their top self time,
  *          the relay rows that of Parley's servers and of the bare uWS relays (which then run with --cpu-prof too)
  * A row whose generator (the busiest generator process, for text) used more than 90% of a core is marked `!`:
  * there the generator, not the server, may be the ceiling.

@@ -160,7 +160,8 @@ interface TextRun { msgsPerSec: number; p50Ms: number; p99Ms: number; nodeCpus: 
 
 async function textRun(layout: Layout, o: ClusterBenchOptions): Promise<TextRun> {
   const users = o.pairs * 2;
-  const d = await deploy(users, layout === 'single' ? 1 : 2, layout !== 'single');
+  const profile = o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(o.profileDir, `text-${layout}`)}`] : [];
+  const d = await deploy(users, layout === 'single' ? 1 : 2, layout !== 'single', '', profile);
   const gens: Gen[] = [];
   try {
     // Pair k is users 2k and 2k+1: on node k % 2 together, or on nodes 0 and 1.
@@ -225,6 +226,13 @@ export async function runClusterText(o: ClusterBenchOptions): Promise<void> {
     ['deployment', 'delivered msg/s (runs)', 'p50 ms', 'p99 ms', 'node CPU (each)', 'nats-server CPU', 'generator CPU (each)', 'vs same node'], rows);
   if (hot) process.stdout.write(`  ! a generator process used more than ${GENERATOR_LIMIT * 100}% of a core in a run of this row: it may be the ceiling\n`);
   process.stdout.write('  target: cross-node >= 0.50x same-node (all processes share this machine\'s cores)\n');
+  if (o.profileDir) {
+    for (const [layout, label] of LAYOUTS) {
+      if (layout === 'single') continue;
+      const dir = join(o.profileDir, `text-${layout}`);
+      table(`cluster text, ${label}: the nodes' top self time over all runs (profiles in ${dir})`, ['function', 'busy %', 'ms'], topSelfTime(dir));
+    }
+  }
 }
 
 interface RelayRun { mibPerSec: number; nodeCpus: number[]; natsCpu: number; peakRss: number[]; generatorCpu: number; error?: string }
