@@ -6,7 +6,7 @@ import { storeCall } from './accounts.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './logger.ts';
 import type { RoomPipes } from './room-pipes.ts';
-import type { RoomState, RoomStates } from './room-state.ts';
+import { tailTop, type RoomState, type RoomStates } from './room-state.ts';
 import type { AppendResult, NewRoomEntry, RoomEntry } from './room-store.ts';
 import type { RoomOptions, RoomPlacement } from './room-ports.ts';
 import type { Store } from './store.ts';
@@ -64,7 +64,7 @@ export class RoomLog {
     if (!st) return;
     const done = st.appended.then(async () => {
       for (;;) {
-        const top = st.tail.length > 0 ? st.tail[st.tail.length - 1]!.seq : st.tailBase;
+        const top = tailTop(st);
         const more = await storeCall(() => this.store.rooms.fetchRoom(key, top, this.opts.batch, 0));
         for (const e of more) this.push(st, e);
         if (more.length < this.opts.batch) break;
@@ -83,7 +83,7 @@ export class RoomLog {
   private async fillGap(st: RoomState, seq: number): Promise<void> {
     try {
       for (let read = 0; ; read++) {
-        const top = st.tail.length > 0 ? st.tail[st.tail.length - 1]!.seq : st.tailBase;
+        const top = tailTop(st);
         if (seq <= top + 1) return;
         const missing = await storeCall(() => this.store.rooms.fetchRoom(st.rec.key, top, seq - top - 1, 0));
         for (const e of missing) if (e.seq < seq) this.push(st, e);
@@ -101,7 +101,7 @@ export class RoomLog {
   }
 
   private push(st: RoomState, e: RoomEntry): void {
-    const top = st.tail.length > 0 ? st.tail[st.tail.length - 1]!.seq : st.tailBase;
+    const top = tailTop(st);
     if (e.seq <= top) return;
     st.tail.push(e);
     const max = this.opts.historyCount + TAIL_EXTRA;

@@ -8,7 +8,7 @@ import { storeCall } from './accounts.ts';
 import type { Clock } from './clock.ts';
 import type { RoomRetry } from './room-retry.ts';
 import { roomWorkFailed } from './room-retry.ts';
-import type { RoomState, RoomStates } from './room-state.ts';
+import { tailTop, type RoomState, type RoomStates } from './room-state.ts';
 import type { RoomEntry } from './room-store.ts';
 import type { RoomOptions, SessionLookup } from './room-ports.ts';
 import type { Session } from './session.ts';
@@ -52,7 +52,7 @@ export class RoomPipes {
   open(s: Session, room: string, cursor: number): void {
     const sr = this.pipes(s);
     const st = this.states.loaded(room);
-    const backlogTo = st ? (st.tail.length > 0 ? st.tail[st.tail.length - 1]!.seq : st.tailBase) : 0;
+    const backlogTo = st ? tailTop(st) : 0;
     const p: Pipe = { room, sent: cursor, unacked: [], backlogTo, running: false, dirty: false };
     sr.pipes.set(room, p);
     void this.pump(s, p);

@@ -30,6 +30,11 @@ export interface RoomState {
   appended: Promise<unknown>;
 }
 
+/** The highest seq the room's tail holds, or its base when the tail is empty. */
+export function tailTop(st: RoomState): number {
+  return st.tail.length > 0 ? st.tail[st.tail.length - 1]!.seq : st.tailBase;
+}
+
 export function member(name: string, cursor: number): Member {
   return { name, cursor, written: cursor, writing: false };
 }
