@@ -14,10 +14,12 @@
  *   requests, a turn's worth for one node in one request whose reply lists their `DeliveryStatus`es (and the
  *   answering node's link); chunks are plain publishes (NATS keeps one publisher's order). `<prefix>.all` carries
  *   presence, heartbeats (with the node's link) and goodbyes.
- * - **Stream traffic** (chunks, and a stream's `ended`, which must follow its chunks) goes over a direct link to the
- *   other node when both have one (node-link.ts), else over the bus as above. A node learns a peer's link from its
- *   heartbeats and from the answer to any request, so before the answer to a stream's offer: every chunk of a
- *   stream takes the same path. A lost link is told to the receiver (`linkLost`).
+ * - **The direct link**: when both nodes have one (node-link.ts), a node's requests to the other and its stream
+ *   traffic (chunks, and a stream's `ended`, which must follow its chunks) go over it instead, in the same frames'
+ *   order. A node learns a peer's link from its heartbeats and from the answer to any request, so before the answer
+ *   to a stream's offer: every chunk of a stream takes the same path. Requests to a node move from the bus to its
+ *   link only when none is still unanswered on the bus, so they arrive in the order they were made; a request whose
+ *   link never opened goes over the bus. A lost link is told to the receiver (`linkLost`).
  * - **The mirror**: every node watches the claims bucket and keeps its live claims in memory, so `deliver` by name
  *   needs no read; the node it names checks the epoch, and a `stale` answer sends it to the bucket. The watch also
  *   tells a node that one of its claims was overtaken, should the takeover request not have reached it.
@@ -41,7 +43,7 @@ import {
   newerSession, RouterError, type AddressedEnvelope, type BusHealth, type Claim, type DeliveryStatus, type ForwardedEnvelope, type NodeId,
   type PresenceEnvelope, type Router, type RouterReceiver, type SettledEnvelope,
 } from '../core/router.ts';
-import { NodeLinks, type LinkAddress, type LinkMessage } from './node-link.ts';
+import { LinkFailure, NodeLinks, type LinkAddress, type LinkMessage } from './node-link.ts';
 
 export interface NatsRouterOptions {
   /** One or more `nats://host:port` URLs, comma-separated (`NATS_URL`). */
@@ -65,8 +67,8 @@ export interface NatsRouterOptions {
   /** Pause between reconnection attempts. Default 250 ms. */
   reconnectWaitMs?: number;
   /**
-   * The direct link for stream traffic (`NODE_LINK`, `NODE_LINK_ANNOUNCE`; see node-link.ts): where to listen, and
-   * what to announce if not that. Absent: this node's stream traffic goes over the bus.
+   * The direct link (`NODE_LINK`, `NODE_LINK_ANNOUNCE`; see node-link.ts): where to listen, and what to announce
+   * if not that. Absent: everything this node sends to other nodes goes over the bus.
    */
   link?: { listen: { host: string; port: number }; announce?: { host: string; port: number } };
 }
@@ -148,8 +150,12 @@ export class NatsRouter implements Router {
   private watcher: { stop(): void } | undefined;
   /** Answered envelopes waiting for the end of this turn, by destination node (see `request`). */
   private readonly outbox = new Map<NodeId, Batch>();
-  /** Direct links to other nodes for chunks and `ended`, when configured (node-link.ts). */
+  /** Direct links to other nodes, when configured (node-link.ts). */
   private links: NodeLinks | undefined;
+  /** Requests sent over the bus and not yet answered, by node (see `send`). */
+  private readonly onBus = new Map<NodeId, number>();
+  /** Requests for a node's link that wait for that node's requests on the bus to be answered, in order. */
+  private readonly parked = new Map<NodeId, Batch[]>();
 
   constructor(private readonly opts: NatsRouterOptions) {
     this.nodeId = opts.nodeId;
@@ -179,8 +185,9 @@ export class NatsRouter implements Router {
     this.nc = nc;
     this.receiver = receiver;
     if (this.opts.link) {
-      const links = new NodeLinks({ nodeId: this.nodeId, ...this.opts.link, logger: this.log }, {
+      const links = new NodeLinks({ nodeId: this.nodeId, ...this.opts.link, logger: this.log, requestTimeoutMs: this.timeout }, {
         message: (from, m) => this.fromLink(from, m),
+        request: (from, msgs) => this.requestFromLink(from, msgs),
         lost: (node) => this.receiver?.linkLost?.(node),
       });
       try {
@@ -417,6 +424,19 @@ export class NatsRouter implements Router {
     }
   }
 
+  /** A request over a peer's link: envelopes, answered with their statuses in order, as on the bus. */
+  private requestFromLink(from: NodeId, msgs: unknown): DeliveryStatus[] {
+    this.alive(from);
+    if (!Array.isArray(msgs)) {
+      this.log.error({ node: from }, 'bad request from a node link');
+      return [];
+    }
+    // Cut off from the bus, this node may hold claims that were taken over meanwhile: `gone`, as the bus answers a
+    // request to a node that lost its connection (no responders).
+    if (!this.state.up) return msgs.map(() => 'gone');
+    return (msgs as NodeMessage[]).map((msg) => this.take(msg));
+  }
+
   /** A request (an array of envelopes, answered with their statuses) or a forwarded chunk (one, unanswered). */
   private onNodeMessage(m: Msg): void {
     let decoded: NodeMessage | NodeMessage[];
@@ -551,21 +571,67 @@ export class NatsRouter implements Router {
     for (const [node, batch] of due) void this.send(node, batch);
   };
 
+  /**
+   * A batch over `node`'s link when it has a usable one, else over the bus. A link learnt while requests to `node`
+   * are still unanswered on the bus is used once they are all answered (`parked` until then): a request over the
+   * link could otherwise arrive before an earlier one on the bus.
+   */
   private async send(node: NodeId, batch: Batch): Promise<void> {
     try {
-      const nc = this.connection();
+      this.connection();
+      if (this.links?.usable(node)) {
+        if (this.onBus.has(node)) {
+          const parked = this.parked.get(node);
+          if (parked) parked.push(batch);
+          else this.parked.set(node, [batch]);
+          return;
+        }
+        try {
+          const statuses = await this.links.request(node, batch.msgs) as DeliveryStatus[];
+          this.answered(node, batch, statuses);
+          return;
+        } catch (err) {
+          if (!(err instanceof LinkFailure)) throw err;
+          // Sent, or maybe: it may have arrived, as a bus request that timed out.
+          if (err.sent) throw new RouterError('NO_ANSWER', err.message, { cause: err });
+          // Its connection never opened (the peer's link is now marked unreachable): the bus, in the same order.
+          this.connection();
+        }
+      }
+      await this.sendOnBus(node, batch);
+    } catch (err) {
+      const e = busError(err);
+      for (const w of batch.waiters) w.reject(e);
+    }
+  }
+
+  private async sendOnBus(node: NodeId, batch: Batch): Promise<void> {
+    const nc = this.connection();
+    this.onBus.set(node, (this.onBus.get(node) ?? 0) + 1);
+    try {
       const answer = await nc.request(this.nodeSubject(node), pack(batch.msgs), { timeout: this.timeout });
       const { st: statuses, l } = unpack(answer.data) as Answer;
-      this.alive(node);
       if (l) this.links?.learn(node, l);
-      for (const [i, w] of batch.waiters.entries()) w.resolve(statuses[i] ?? 'refused');
+      this.answered(node, batch, statuses);
     } catch (err) {
-      if (err instanceof RequestError && err.isNoResponders()) for (const w of batch.waiters) w.resolve('gone');
+      if (!(err instanceof RequestError && err.isNoResponders())) throw err;
+      for (const w of batch.waiters) w.resolve('gone');
+    } finally {
+      const n = this.onBus.get(node)! - 1;
+      if (n > 0) this.onBus.set(node, n);
       else {
-        const e = busError(err);
-        for (const w of batch.waiters) w.reject(e);
+        this.onBus.delete(node);
+        const parked = this.parked.get(node);
+        this.parked.delete(node);
+        // In order: each is written (or sent on the bus) before the next is looked at.
+        for (const b of parked ?? []) void this.send(node, b);
       }
     }
+  }
+
+  private answered(node: NodeId, batch: Batch, statuses: DeliveryStatus[]): void {
+    this.alive(node);
+    for (const [i, w] of batch.waiters.entries()) w.resolve(statuses[i] ?? 'refused');
   }
 
   private async watchStatus(nc: NatsConnection): Promise<void> {

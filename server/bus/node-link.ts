@@ -1,16 +1,20 @@
 /**
- * Direct node-to-node links for stream traffic (docs/architecture.md, "Several nodes", "The direct link"). A chunk
- * that went through NATS crossed three TCP connections and nats-server, and was wrapped and parsed by the NATS
- * client on both nodes; over a link it crosses one connection between the two nodes. The bus still carries every
- * answered envelope (offers, answers, credit, aborts), presence and liveness, and announces each node's link.
+ * Direct node-to-node links (docs/architecture.md, "Several nodes", "The direct link"). A chunk or a text that went
+ * through NATS crossed three TCP connections and nats-server, and was wrapped and parsed by the NATS client on both
+ * nodes; over a link it crosses one connection between the two nodes. The bus still carries presence, liveness and
+ * the claims, announces each node's link, and carries what a node sends to a peer whose link it cannot use.
  *
  * - Each node listens on one TCP address and announces `{ host, port, secret, machine }` over the bus. A node
- *   opens one connection to each peer it sends stream traffic to; its first frame is a hello with the peer's
- *   secret, so only a party that can read the bus can talk to a link. Traffic flows one way on a connection
- *   (the dialler's chunks), except a goodbye, which either end may send.
+ *   opens one connection to each peer it sends to; its first frame is a hello with the peer's secret, so only a
+ *   party that can read the bus can talk to a link. The dialler sends on a connection, the accepting end sends
+ *   back only the answers to the dialler's requests; either end may send a goodbye.
  * - Frames: a uint32 big-endian length, a type byte, the body. `chunk`: the addressed epoch (float64), the name
  *   key (uint16 length, UTF-8) and the client's chunk frame untouched; `envelope`: msgpack of the same message the
- *   bus would carry (a stream's `ended`, which must not overtake its chunks).
+ *   bus would carry, unanswered (a stream's `ended`, which must not overtake its chunks); `request`: a uint32 id
+ *   and msgpack of a message, answered by an `answer` frame with the same id and msgpack of the answer.
+ * - A request not answered within `requestTimeoutMs` is rejected (`LinkFailure`, sent); so is every request still
+ *   unanswered when its connection closes, for any reason. A request on a connection that never opened was not
+ *   sent (`LinkFailure.sent` false): the caller may send it another way.
  * - A connection that closes, fails or sends something malformed, without a goodbye first, is a lost link: both
  *   ends report it (`lost`), and the streams with that node are aborted as on a bus failure. A node that leaves
  *   sends a goodbye on each connection first, so its peers learn of its streams' ends from the bus instead.
@@ -38,12 +42,22 @@ export type LinkMessage =
   | { kind: 'chunk'; to: string; epoch: number; bytes: Uint8Array }
   | { kind: 'envelope'; msg: unknown };
 
+/** Why a request over a link got no answer. `sent` false: its connection never opened, so it did not arrive. */
+export class LinkFailure extends Error {
+  constructor(message: string, readonly sent: boolean) {
+    super(message);
+    this.name = 'LinkFailure';
+  }
+}
+
 export interface LinkHandler {
   /**
    * A frame from `from`'s link, in the order it sent them. A chunk's `bytes` are valid during the call only (as a
    * transport's receive buffer is): the link reuses the memory of a frame that arrived in several reads.
    */
   message(from: NodeId, m: LinkMessage): void;
+  /** A request from `from` (msgpack decoded, unchecked): its answer, sent back at once. */
+  request(from: NodeId, msg: unknown): unknown;
   /** The link with `node` failed (either direction) without a goodbye. */
   lost(node: NodeId, why: string): void;
 }
@@ -55,13 +69,17 @@ export interface NodeLinksOptions {
   /** What to announce, if not the listening address (a proxy, NAT, or listening on all interfaces). */
   announce?: { host: string; port: number };
   logger: Logger;
+  /** Longest wait for the answer to a request. Default 2000 ms. */
+  requestTimeoutMs?: number;
 }
 
-const FrameType = { Hello: 1, Chunk: 2, Envelope: 3, Bye: 4 } as const;
+const FrameType = { Hello: 1, Chunk: 2, Envelope: 3, Bye: 4, Request: 5, Answer: 6 } as const;
 /** Largest frame body: a chunk of the largest MAX_CHUNK_KB (16 MiB) with its headers. */
 const MAX_FRAME = 16 * 1024 * 1024 + 64 * 1024;
 /** Largest frame before the hello: a stranger makes a node buffer no more than this. */
 const MAX_HELLO = 1024;
+/** Largest frame a dialler reads: an answer (a status per message of a request). */
+const MAX_ANSWER = 64 * 1024;
 const HEAD = 5;
 /** How long a dialled connection may take to open. */
 const CONNECT_TIMEOUT_MS = 5000;
@@ -78,6 +96,17 @@ interface Link {
   clean: boolean;
   /** Inbound: the hello came. Outbound: always. */
   known: boolean;
+  /** Outbound: the connection opened. Inbound: always. */
+  connected: boolean;
+  /** Outbound: requests waiting for their answer, by id, oldest first. */
+  waiting: Map<number, Waiter>;
+}
+
+interface Waiter {
+  resolve: (answer: unknown) => void;
+  reject: (err: LinkFailure) => void;
+  /** When it was sent (`Date.now()`), for the timeout. */
+  at: number;
 }
 
 export class NodeLinks {
@@ -96,9 +125,14 @@ export class NodeLinks {
    * (a restart), never back and forth, which could put a stream's chunks out of order.
    */
   private readonly unreachable = new Set<NodeId>();
+  private readonly timeout: number;
+  /** The last request id used (ids wrap at 2^32; a connection never has that many waiting). */
+  private lastId = 0;
+  private sweeper: ReturnType<typeof setInterval> | undefined;
 
   constructor(private readonly opts: NodeLinksOptions, private readonly handler: LinkHandler) {
     this.log = opts.logger;
+    this.timeout = opts.requestTimeoutMs ?? 2000;
   }
 
   /** Open connections, dialled and accepted. */
@@ -122,6 +156,8 @@ export class NodeLinks {
     });
     server.on('error', (err) => this.log.error({ err }, 'node link listener failed'));
     this.server = server;
+    this.sweeper = setInterval(() => this.expire(), Math.max(20, Math.min(250, this.timeout / 4)));
+    this.sweeper.unref();
     const bound = server.address();
     const port = typeof bound === 'object' && bound ? bound.port : this.opts.listen.port;
     const shown = this.opts.announce ?? { host: this.opts.listen.host, port };
@@ -190,9 +226,28 @@ export class NodeLinks {
     this.link(node).socket.write(frameOf(FrameType.Envelope, pack(msg)));
   }
 
+  /**
+   * Sends a request (msgpack) to `node`, in order with the frames before it; resolves with its answer, or rejects
+   * with a `LinkFailure` (no answer in time, the connection closed first, or it never opened).
+   */
+  request(node: NodeId, msg: unknown): Promise<unknown> {
+    let l: Link;
+    try {
+      l = this.link(node);
+    } catch (err) {
+      return Promise.reject(new LinkFailure((err as Error).message, false));
+    }
+    const id = (this.lastId = (this.lastId + 1) >>> 0);
+    return new Promise((resolve, reject) => {
+      l.waiting.set(id, { resolve, reject, at: Date.now() });
+      l.socket.write(frameOf(FrameType.Request, pack(msg), id));
+    });
+  }
+
   /** Goodbye on every connection, then closed. */
   async close(): Promise<void> {
     this.closing = true;
+    clearInterval(this.sweeper);
     const all = [...this.out.values(), ...this.in];
     this.out.clear();
     this.in.clear();
@@ -213,23 +268,27 @@ export class NodeLinks {
     const a = this.peers.get(node);
     if (!a || this.closing) throw new Error(`no link to ${node}`);
     const socket = connect({ host: a.host, port: a.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 5000 });
-    const l: Link = { node, socket, clean: false, known: true };
+    const l: Link = { node, socket, clean: false, known: true, connected: false, waiting: new Map() };
     this.out.set(node, l);
     socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new Error('connecting timed out')));
-    let connected = false;
     socket.once('connect', () => {
-      connected = true;
+      l.connected = true;
       socket.setTimeout(0);
     });
     socket.once('close', () => {
-      if (connected || this.closing || l.clean) return;
+      if (l.connected || this.closing || l.clean) return;
       // Misconfigured or firewalled: what was sent is lost (reported below), the next streams take the bus.
       this.unreachable.add(node);
       this.log.warn({ node, link: `${a.host}:${a.port}` }, 'cannot dial the node\'s link; streams with it go over the bus until it announces another');
     });
     socket.write(frameOf(FrameType.Hello, pack({ n: this.opts.nodeId, s: a.secret })));
-    this.watch(l, new FrameReader(MAX_HELLO), (type) => {
-      if (type !== FrameType.Bye) throw new Error(`unexpected frame ${type} from the dialled end`);
+    this.watch(l, new FrameReader(MAX_ANSWER), (type, body) => {
+      if (type !== FrameType.Answer || body.byteLength < 4) throw new Error(`unexpected frame ${type} from the dialled end`);
+      const id = readId(body);
+      const w = l.waiting.get(id);
+      if (!w) return; // timed out already
+      l.waiting.delete(id);
+      w.resolve(unpack(body.subarray(4)));
     });
     return l;
   }
@@ -239,7 +298,7 @@ export class NodeLinks {
       socket.destroy();
       return;
     }
-    const l: Link = { node: '', socket, clean: false, known: false };
+    const l: Link = { node: '', socket, clean: false, known: false, connected: true, waiting: new Map() };
     this.in.add(l);
     const reader = new FrameReader(MAX_HELLO);
     socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new Error('no hello in time')));
@@ -266,6 +325,10 @@ export class NodeLinks {
         this.handler.message(l.node, { kind: 'chunk', to, epoch, bytes: body.subarray(10 + keyLength) });
       } else if (type === FrameType.Envelope) {
         this.handler.message(l.node, { kind: 'envelope', msg: unpack(body) });
+      } else if (type === FrameType.Request) {
+        if (body.byteLength < 4) throw new Error('short request frame');
+        const answer = this.handler.request(l.node, unpack(body.subarray(4)));
+        if (!socket.writableEnded) socket.write(frameOf(FrameType.Answer, pack(answer), readId(body)));
       } else {
         throw new Error(`unexpected frame ${type}`);
       }
@@ -276,6 +339,8 @@ export class NodeLinks {
   private watch(l: Link, reader: FrameReader, each: (type: number, body: Uint8Array) => void): void {
     let why = 'the link closed';
     l.socket.on('data', (data: Buffer) => {
+      // One write for the answers to every request in this read.
+      l.socket.cork();
       try {
         reader.push(data, (type, body) => {
           if (type === FrameType.Bye) l.clean = true;
@@ -284,11 +349,14 @@ export class NodeLinks {
       } catch (err) {
         why = (err as Error).message;
         l.socket.destroy();
+      } finally {
+        l.socket.uncork();
       }
     });
     l.socket.on('error', (err) => (why = err.message));
     l.socket.once('close', () => {
       if (this.out.get(l.node) === l) this.out.delete(l.node);
+      this.fail(l, l.connected ? `the link to ${l.node} closed before it answered (${why})` : `cannot dial the link to ${l.node} (${why})`);
       this.in.delete(l);
       if (this.closing || l.clean || !l.known) {
         if (!l.known && !this.closing) this.log.warn({ reason: why }, 'node link connection refused');
@@ -297,6 +365,26 @@ export class NodeLinks {
       this.log.warn({ node: l.node, reason: why }, 'node link lost');
       this.handler.lost(l.node, why);
     });
+  }
+
+  /** Every request still waiting on `l` fails. */
+  private fail(l: Link, why: string): void {
+    if (l.waiting.size === 0) return;
+    const waiting = [...l.waiting.values()];
+    l.waiting.clear();
+    for (const w of waiting) w.reject(new LinkFailure(why, l.connected));
+  }
+
+  /** Requests unanswered for longer than the timeout fail (each connection's are in the order they were sent). */
+  private expire(): void {
+    const due = Date.now() - this.timeout;
+    for (const l of this.out.values()) {
+      for (const [id, w] of l.waiting) {
+        if (w.at > due) break;
+        l.waiting.delete(id);
+        w.reject(new LinkFailure(`no answer from ${l.node} over its link in ${this.timeout} ms`, true));
+      }
+    }
   }
 
   /** Closes the links with `node` quietly: a goodbye first, so that node does not report them lost either. */
@@ -363,12 +451,19 @@ class FrameReader {
   }
 }
 
-function frameOf(type: number, body: Uint8Array): Buffer {
-  const frame = Buffer.allocUnsafe(HEAD + body.byteLength);
-  frame.writeUInt32BE(body.byteLength + 1, 0);
+/** A frame of `type` with `body`, after a uint32 `id` when one is given (requests and answers). */
+function frameOf(type: number, body: Uint8Array, id?: number): Buffer {
+  const at = id === undefined ? HEAD : HEAD + 4;
+  const frame = Buffer.allocUnsafe(at + body.byteLength);
+  frame.writeUInt32BE(at - 4 + body.byteLength, 0);
   frame[4] = type;
-  frame.set(body, HEAD);
+  if (id !== undefined) frame.writeUInt32BE(id, HEAD);
+  frame.set(body, at);
   return frame;
+}
+
+function readId(body: Uint8Array): number {
+  return ((body[0]! << 24) | (body[1]! << 16) | (body[2]! << 8) | body[3]!) >>> 0;
 }
 
 function sameSecret(a: string, b: string): boolean {

@@ -1,6 +1,6 @@
 /**
  * The NATS router against the Router contract, on a real nats-server (Debian's, started per test on a port it
- * picks, JetStream on file storage). The two nodes are two routers in this process with their own connections;
+ * picks, JetStream on file storage), with and without direct node links. The two nodes are two routers in this process with their own connections;
  * the doomed node is a child process killed with SIGKILL; the bus outage is the nats-server killed and restarted.
  * Then what only a bus adapter has to do: a node that was away when its claim was taken over finds out.
  */
@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NatsRouter } from '../../server/bus/nats-router.ts';
 import { Op } from '../../shared/protocol.ts';
 import { createLogger } from '../../server/core/logger.ts';
-import { RouterError, type AddressedEnvelope, type ChunkEnvelope, type Claim, type NodeId } from '../../server/core/router.ts';
+import { RouterError, type AddressedEnvelope, type ChunkEnvelope, type Claim, type DeliveryStatus, type NodeId, type TextEnvelope } from '../../server/core/router.ts';
 import { defineRouterContract, RecordingReceiver, until } from '../contract/router.contract.ts';
 import { startNatsServer, type NatsServer } from '../support/nats-server.ts';
 import { freePort, startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
@@ -19,22 +19,24 @@ const HEARTBEAT_MS = 250;
 const ROOT = new URL('../..', import.meta.url).pathname;
 let run = 0;
 
-defineRouterContract('nats', async () => {
+for (const links of [false, true]) defineRouterContract(links ? 'nats with direct node links' : 'nats', async () => {
   const nats = await startNatsServer();
+  // With links, requests between the nodes move to them once the nodes know each other's (a heartbeat or an answer).
+  const link = links ? { listen: { host: '127.0.0.1', port: 0 } } : undefined;
   const prefix = `t${process.pid}-${++run}`;
   const routers: NatsRouter[] = [];
   const children: Array<() => void> = [];
   const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent');
   return {
     node(nodeId) {
-      const r = new NatsRouter({ url: nats.url, nodeId, prefix, heartbeatMs: HEARTBEAT_MS, requestTimeoutMs: 1000, logger: log });
+      const r = new NatsRouter({ url: nats.url, nodeId, prefix, heartbeatMs: HEARTBEAT_MS, requestTimeoutMs: 1000, logger: log, link });
       routers.push(r);
       return r;
     },
     async doomed(nodeId, key) {
       const proc = spawn(process.execPath, ['--import', 'tsx', 'test/support/router-child.ts'], {
         cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'],
-        env: { ...process.env, NATS_URL: nats.url, NODE_ID: nodeId, BUS_PREFIX: prefix, HEARTBEAT_MS: String(HEARTBEAT_MS), CLAIM_KEY: key },
+        env: { ...process.env, NATS_URL: nats.url, NODE_ID: nodeId, BUS_PREFIX: prefix, HEARTBEAT_MS: String(HEARTBEAT_MS), CLAIM_KEY: key, LINK: links ? '1' : '' },
       });
       const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
       children.push(() => proc.kill('SIGKILL'));
@@ -197,5 +199,100 @@ describe('NatsRouter with direct node links', () => {
     expect(ra.linksLost).toEqual(['b']);
     expect(rb.linksLost).toEqual(['a']);
     expect(ra.gone).toEqual([]); // the nodes themselves are still there
+  });
+});
+
+describe('NatsRouter with direct node links: requests', () => {
+  let nats: NatsServer | undefined;
+  let proxy: TcpProxy | undefined;
+  let slow: TcpProxy | undefined;
+  const routers: NatsRouter[] = [];
+  afterEach(async () => {
+    for (const r of routers.splice(0)) await r.close();
+    await proxy?.close();
+    await slow?.close();
+    await nats?.close();
+  });
+
+  const text = (i: number, to = 'bob'): TextEnvelope => ({
+    k: 'text', to, fromKey: 'ann', from: 'Ann', id: `m${i}`, text: `hello ${i} ${'x'.repeat(1000)}`, ts: i, origin: 'a',
+  });
+  const textIds = (r: RecordingReceiver): string[] => r.envelopes.filter((e) => e.env.k === 'text').map((e) => (e.env as TextEnvelope).id);
+
+  it('move from the bus to the link once it is known, answered as on the bus and arriving in the order they were made', async () => {
+    nats = await startNatsServer();
+    const log = createLogger('silent');
+    const linkPort = await freePort();
+    proxy = await startTcpProxy(linkPort);
+    // b reaches the bus through a slow network (15 ms each way) and its link directly: a request over the link
+    // would overtake the ones before it on the bus. b's only heartbeat goes out before a listens, so a learns b's
+    // link from the answer to its first request, while the requests of the next turns are already on the bus.
+    const slowBus = await startTcpProxy(Number(new URL(nats.url).port), '127.0.0.1', 15);
+    slow = slowBus;
+    const b = new NatsRouter({
+      url: `nats://127.0.0.1:${slowBus.port}`, nodeId: 'b', prefix: 'lreq', heartbeatMs: 600_000, logger: log,
+      link: { listen: { host: '127.0.0.1', port: linkPort }, announce: { host: '127.0.0.1', port: proxy.port } },
+    });
+    const a = new NatsRouter({ url: nats.url, nodeId: 'a', prefix: 'lreq', heartbeatMs: HEARTBEAT_MS, logger: log, link: { listen: { host: '127.0.0.1', port: 0 } } });
+    routers.push(a, b);
+    const ra = new LinkReceiver();
+    const rb = new LinkReceiver();
+    await b.start(rb);
+    await new Promise((r) => setTimeout(r, 200)); // b's heartbeat is through the slow network before a subscribes
+    await a.start(ra);
+    const bob = await b.claim('bob', 's1', 1);
+    const statuses: Array<Promise<DeliveryStatus>> = [];
+    for (let turn = 0; turn < 40; turn++) {
+      for (let i = turn * 10; i < turn * 10 + 10; i++) statuses.push(a.deliver(text(i), bob));
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    expect(new Set(await Promise.all(statuses))).toEqual(new Set(['taken']));
+    expect(textIds(rb)).toEqual(Array.from({ length: 400 }, (_, i) => `m${i}`));
+    expect(proxy.passed()).toBeGreaterThan(100 * 1000); // most of them over the link
+    // The settle back to a (a request of b's) takes b's own link to a, learnt from a's heartbeats.
+    expect(await b.settle({ k: 'settled', node: 'a', fromKey: 'ann', id: 'm0', peer: 'Bob', state: 'delivered' })).toBe('taken');
+    expect(ra.settledTexts.map((s) => s.id)).toEqual(['m0']);
+
+    // A cut: the next request dials again, through the proxy.
+    proxy.cut();
+    await until(() => ra.linksLost.length === 1, 'the cut told to a');
+    const before = proxy.passed();
+    expect(await a.deliver(text(400), bob)).toBe('taken');
+    expect(textIds(rb).at(-1)).toBe('m400');
+    expect(proxy.passed()).toBeGreaterThan(before);
+
+    // b cut off from the bus (its links still up) may hold claims taken over meanwhile: it answers `gone`, as the
+    // bus does for a node that lost its connection, and takes nothing.
+    await slowBus.close();
+    await until(() => rb.healths.some((h) => !h.up), 'b sees the bus down');
+    expect(await a.deliver(text(401), bob)).toBe('gone');
+    expect(textIds(rb).at(-1)).toBe('m400');
+  });
+
+  it('to a node whose link cannot be dialled go over the bus, in order, and nothing is lost', async () => {
+    nats = await startNatsServer();
+    const log = createLogger('silent');
+    const closedPort = await freePort();
+    const a = new NatsRouter({ url: nats.url, nodeId: 'a', prefix: 'lbad', heartbeatMs: HEARTBEAT_MS, logger: log, link: { listen: { host: '127.0.0.1', port: 0 } } });
+    // c announces a port nobody listens on (a wrong NODE_LINK_ANNOUNCE).
+    const c = new NatsRouter({
+      url: nats.url, nodeId: 'c', prefix: 'lbad', heartbeatMs: HEARTBEAT_MS, logger: log,
+      link: { listen: { host: '127.0.0.1', port: 0 }, announce: { host: '127.0.0.1', port: closedPort } },
+    });
+    routers.push(a, c);
+    const ra = new LinkReceiver();
+    const rc = new LinkReceiver();
+    await a.start(ra);
+    await c.start(rc);
+    const carol = await c.claim('carol', 's1', 1);
+    const statuses: Array<Promise<DeliveryStatus>> = [];
+    for (let turn = 0; turn < 20; turn++) {
+      for (let i = turn * 10; i < turn * 10 + 10; i++) statuses.push(a.deliver(text(i, 'carol'), carol));
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(new Set(await Promise.all(statuses))).toEqual(new Set(['taken']));
+    expect(textIds(rc)).toEqual(Array.from({ length: 200 }, (_, i) => `m${i}`));
+    expect(ra.linksLost).toEqual(['c']); // the failed dial, as for stream traffic
+    expect(await a.deliver(text(200, 'carol'), carol)).toBe('taken'); // and the bus from then on
   });
 });

@@ -16,6 +16,8 @@ export interface NatsServer {
   readonly port: number;
   /** Whether the process is running now. */
   readonly running: boolean;
+  /** The running process's id (for its CPU time), if it runs. */
+  readonly pid: number | undefined;
   /** SIGKILL, resolves once it exited. */
   kill(): Promise<void>;
   /** Starts it again (same port, same storage); resolves once it is ready for clients. */
@@ -65,6 +67,9 @@ export async function startNatsServer(): Promise<NatsServer> {
     port,
     get running() {
       return current !== undefined;
+    },
+    get pid() {
+      return current?.proc.pid;
     },
     kill,
     async restart() {

@@ -13,7 +13,12 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(toPort: number, toHost = '127.0.0.1'): Promise<TcpProxy> {
+/** `delayMs`: every byte waits this long in each direction (order kept), as over a slow network. */
+export async function startTcpProxy(toPort: number, toHost = '127.0.0.1', delayMs = 0): Promise<TcpProxy> {
+  const later = (write: () => void): void => {
+    if (delayMs > 0) setTimeout(write, delayMs);
+    else write();
+  };
   const sockets = new Set<Socket>();
   let passed = 0;
   const server = createServer((a) => {
@@ -24,9 +29,9 @@ export async function startTcpProxy(toPort: number, toHost = '127.0.0.1'): Promi
     }
     a.on('data', (d) => {
       passed += d.length;
-      b.write(d);
+      later(() => b.write(d));
     });
-    b.on('data', (d) => a.write(d));
+    b.on('data', (d) => later(() => a.write(d)));
     for (const [x, y] of [[a, b], [b, a]] as const) {
       x.on('error', () => y.destroy());
       x.on('close', () => y.destroy());
