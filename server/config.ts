@@ -45,7 +45,7 @@ export interface Config {
    * bus (the in-process router).
    */
   natsUrl: string | undefined;
-  /** The direct link for cross-node streams (`NODE_LINK`, `NODE_LINK_ANNOUNCE`); undefined when `off`. */
+  /** The direct link to other nodes (`NODE_LINK`, `NODE_LINK_ANNOUNCE`); undefined when `off`. */
   nodeLink: { listen: { host: string; port: number }; announce?: { host: string; port: number } } | undefined;
   /** This node's id in logs, health and bus subjects: `NODE_ID`, else random per start. */
   nodeId: string;
@@ -88,7 +88,7 @@ export const SETTINGS = {
   shutdownTimeoutMs: { env: 'SHUTDOWN_TIMEOUT_MS', kind: 'int', def: '10000', min: 100, max: 600_000, doc: 'Longest a graceful shutdown may take before the process exits anyway.' },
   natsUrl: { env: 'NATS_URL', kind: 'string', def: undefined, doc: 'NATS server(s) joining this process to the other nodes of a deployment, e.g. `nats://10.0.0.5:4222` (comma-separated for several; JetStream must be on). Unset: one node, no bus.' },
   trustedProxy: { env: 'TRUSTED_PROXY', kind: 'list', def: '', doc: 'Comma-separated IP addresses of reverse proxies (nginx in front of the nodes) whose `X-Forwarded-For` gives the client address for sign-in and registration limits. Unset: the socket\'s own address is used, and the header is ignored.' },
-  nodeLink: { env: 'NODE_LINK', kind: 'string', def: '127.0.0.1:0', doc: 'With NATS_URL: `host:port` this node listens on for direct links from the other nodes, which carry cross-node stream chunks instead of the bus (port 0: any free one); `off`: streams cross over the bus. A link announced on a loopback address is used only by nodes on the same machine (the same host name), so set an address the other nodes can reach when they run elsewhere.' },
+  nodeLink: { env: 'NODE_LINK', kind: 'string', def: '127.0.0.1:0', doc: 'With NATS_URL: `host:port` this node listens on for direct links from the other nodes, which carry what nodes send each other (texts and their settles, stream control and chunks) instead of the bus (port 0: any free one); `off`: all of it crosses over the bus. A link announced on a loopback address is used only by nodes on the same machine (the same host name), so set an address the other nodes can reach when they run elsewhere.' },
   nodeLinkAnnounce: { env: 'NODE_LINK_ANNOUNCE', kind: 'string', def: undefined, doc: 'The `host:port` other nodes dial for this node\'s link, when not NODE_LINK\'s (listening on `0.0.0.0`, a NAT, a proxy). Default: NODE_LINK\'s host and the port it got.' },
   nodeId: { env: 'NODE_ID', kind: 'string', def: undefined, doc: 'This node\'s id in logs, `/healthz` and bus subjects: 1 to 32 of `A-Z a-z 0-9 _ -`, unique per node. Default: random at each start.' },
 } as const satisfies Record<string, Setting>;
