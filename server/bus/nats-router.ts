@@ -12,7 +12,7 @@
  *   `held`; an envelope addressed to an epoch it does not hold is answered `stale`.
  * - **Envelopes** are msgpack on core NATS. Each node listens on `<prefix>.node.<nodeId>`: answered envelopes are
  *   requests, a turn's worth for one node in one request whose reply lists their `DeliveryStatus`es (and the
- *   answering node's link); chunks are plain publishes (NATS keeps one publisher's order). `<prefix>.all` carries
+ *   answering node's link; the batching is node-outbox.ts); chunks are plain publishes (NATS keeps one publisher's order). `<prefix>.all` carries
  *   presence, heartbeats (with the node's link) and goodbyes.
  * - **The direct link**: when both nodes have one (node-link.ts), a node's requests to the other and its stream
  *   traffic (chunks, and a stream's `ended`, which must follow its chunks) go over it instead, in the same frames'
@@ -34,16 +34,16 @@
  */
 import { jetstream, StorageType } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
-import { connect, RequestError, TimeoutError, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { pack, unpack } from 'msgpackr';
-import { Limits, Op } from '../../shared/protocol.ts';
 import type { Logger } from '../core/logger.ts';
 import { KeyedMutex } from '../core/mutex.ts';
 import {
   newerSession, RouterError, type AddressedEnvelope, type BusHealth, type Claim, type DeliveryStatus, type ForwardedEnvelope, type NodeId,
   type PresenceEnvelope, type Router, type RouterReceiver, type SettledEnvelope,
 } from '../core/router.ts';
-import { LinkFailure, NodeLinks, type LinkAddress, type LinkMessage } from './node-link.ts';
+import { NodeLinks, type LinkAddress, type LinkMessage } from './node-link.ts';
+import { busError, NodeOutbox, type Answer, type NodeMessage } from './node-outbox.ts';
 
 export interface NatsRouterOptions {
   /** One or more `nats://host:port` URLs, comma-separated (`NATS_URL`). */
@@ -73,40 +73,13 @@ export interface NatsRouterOptions {
   link?: { listen: { host: string; port: number }; announce?: { host: string; port: number } };
 }
 
-/**
- * What a node sends to another node's subject: an envelope for one of its names (`ep`: the epoch the sender
- * addressed; absent: whatever is current), or one for the node itself.
- */
-type NodeMessage = { e: AddressedEnvelope; ep?: number } | { s: SettledEnvelope };
-/** Envelopes for one node gathered during one event-loop turn, and who waits for each one's status. */
-interface Batch {
-  msgs: NodeMessage[];
-  waiters: Array<{ resolve: (s: DeliveryStatus) => void; reject: (e: RouterError) => void }>;
-  /** A rough upper bound of the encoded size, to stay far under NATS' 1 MiB default max_payload. */
-  bytes: number;
-}
-/** Most envelopes, and most (estimated) bytes, in one request. */
-const BATCH_MAX = 256;
-const BATCH_BYTES = 512 * 1024;
 /** What goes to every node. */
 type AllMessage = { hb: NodeId; l?: LinkAddress } | { bye: NodeId } | { p: PresenceEnvelope };
-/** A request's answer: the statuses in order, and the answering node's link (learnt before any stream's chunk). */
-interface Answer { st: DeliveryStatus[]; l?: LinkAddress }
 /**
  * A KV value: a live claim, or a released name's tombstone (`s` absent) that keeps its epoch. `r`: the claim's
  * rank; absent in values written before ranks, which then count as the oldest session (any claim takes over).
  */
 interface ClaimValue { e: number; s?: string; n?: NodeId; r?: number }
-
-/** A rough upper bound of one message's encoded size (see `Batch.bytes`): texts and read receipts vary. */
-function estimate(msg: NodeMessage): number {
-  if (!('e' in msg)) return 256;
-  if (msg.e.k === 'text') return msg.e.text.length * 3 + 256;
-  if (msg.e.k === 'roomOut') return msg.e.bytes + 256;
-  if (msg.e.k === 'roomIn' && msg.e.frame?.t === Op.Send) return msg.e.frame.text.length * 3 + 256;
-  if (msg.e.k === 'signal' && 'ids' in msg.e.frame) return msg.e.frame.ids.length * (Limits.maxIdChars + 2) + 256;
-  return 256;
-}
 
 /** JetStream's "wrong last sequence": someone else wrote the entry since we read it. */
 const WRONG_LAST_SEQUENCE = 10071;
@@ -148,14 +121,10 @@ export class NatsRouter implements Router {
    */
   private readonly mirror = new Map<string, Claim>();
   private watcher: { stop(): void } | undefined;
-  /** Answered envelopes waiting for the end of this turn, by destination node (see `request`). */
-  private readonly outbox = new Map<NodeId, Batch>();
+  /** Answered envelopes to other nodes, batched per turn, over the link or the bus (node-outbox.ts). */
+  private readonly outbox: NodeOutbox;
   /** Direct links to other nodes, when configured (node-link.ts). */
   private links: NodeLinks | undefined;
-  /** Requests sent over the bus and not yet answered, by node (see `send`). */
-  private readonly onBus = new Map<NodeId, number>();
-  /** Requests for a node's link that wait for that node's requests on the bus to be answered, in order. */
-  private readonly parked = new Map<NodeId, Batch[]>();
 
   constructor(private readonly opts: NatsRouterOptions) {
     this.nodeId = opts.nodeId;
@@ -165,6 +134,10 @@ export class NatsRouter implements Router {
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
     if (!/^[A-Za-z0-9_-]{1,32}$/.test(this.nodeId)) throw new Error(`node id must be 1 to 32 of [A-Za-z0-9_-], got ${JSON.stringify(this.nodeId)}`);
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.prefix)) throw new Error(`bus prefix must be 1 to 64 of [A-Za-z0-9_-], got ${JSON.stringify(this.prefix)}`);
+    this.outbox = new NodeOutbox({
+      connection: () => this.connection(), links: () => this.links, subject: (node) => this.nodeSubject(node),
+      alive: (node) => this.alive(node), timeout: this.timeout,
+    });
   }
 
   async start(receiver: RouterReceiver): Promise<void> {
@@ -350,7 +323,7 @@ export class NatsRouter implements Router {
   private deliverTo(env: AddressedEnvelope, target: Claim): Promise<DeliveryStatus> | DeliveryStatus {
     if (target.node === this.nodeId) return this.accept(env, target.epoch);
     if (this.isGone(target.node)) return 'gone';
-    return this.request(target.node, { e: env, ep: target.epoch });
+    return this.outbox.request(target.node, { e: env, ep: target.epoch });
   }
 
   async settle(env: SettledEnvelope): Promise<'taken' | 'gone'> {
@@ -360,7 +333,7 @@ export class NatsRouter implements Router {
       return 'taken';
     }
     if (this.isGone(env.node)) return 'gone';
-    return (await this.request(env.node, { s: env })) === 'gone' ? 'gone' : 'taken';
+    return (await this.outbox.request(env.node, { s: env })) === 'gone' ? 'gone' : 'taken';
   }
 
   forward(to: Claim, env: ForwardedEnvelope): void {
@@ -535,103 +508,11 @@ export class NatsRouter implements Router {
   private async tellLost(prev: Claim, by: Claim): Promise<void> {
     if (this.isGone(prev.node)) return;
     try {
-      await this.request(prev.node, { e: { k: 'takeover', to: prev.key, epoch: prev.epoch, by } });
+      await this.outbox.request(prev.node, { e: { k: 'takeover', to: prev.key, epoch: prev.epoch, by } });
     } catch (err) {
       // The fence holds without it: that node's checks now fail and envelopes for its epoch are `stale`.
       this.log.warn({ err, node: prev.node, user: prev.key }, 'earlier holder did not answer the takeover');
     }
-  }
-
-  /**
-   * One answered envelope to another node. A turn's envelopes for one node leave together, as one request whose
-   * reply holds every status in order (the transport coalesces a turn's socket writes the same way): a request
-   * per envelope would cap node-to-node text at what one round trip per message allows.
-   */
-  private request(node: NodeId, msg: NodeMessage): Promise<DeliveryStatus> {
-    this.connection();
-    return new Promise((resolve, reject) => {
-      let batch = this.outbox.get(node);
-      if (!batch) {
-        this.outbox.set(node, (batch = { msgs: [], waiters: [], bytes: 0 }));
-        if (this.outbox.size === 1) setImmediate(this.flush);
-      }
-      batch.msgs.push(msg);
-      batch.waiters.push({ resolve, reject });
-      batch.bytes += estimate(msg);
-      if (batch.msgs.length >= BATCH_MAX || batch.bytes >= BATCH_BYTES) {
-        this.outbox.delete(node);
-        void this.send(node, batch);
-      }
-    });
-  }
-
-  private readonly flush = (): void => {
-    const due = [...this.outbox];
-    this.outbox.clear();
-    for (const [node, batch] of due) void this.send(node, batch);
-  };
-
-  /**
-   * A batch over `node`'s link when it has a usable one, else over the bus. A link learnt while requests to `node`
-   * are still unanswered on the bus is used once they are all answered (`parked` until then): a request over the
-   * link could otherwise arrive before an earlier one on the bus.
-   */
-  private async send(node: NodeId, batch: Batch): Promise<void> {
-    try {
-      this.connection();
-      if (this.links?.usable(node)) {
-        if (this.onBus.has(node)) {
-          const parked = this.parked.get(node);
-          if (parked) parked.push(batch);
-          else this.parked.set(node, [batch]);
-          return;
-        }
-        try {
-          const statuses = await this.links.request(node, batch.msgs) as DeliveryStatus[];
-          this.answered(node, batch, statuses);
-          return;
-        } catch (err) {
-          if (!(err instanceof LinkFailure)) throw err;
-          // Sent, or maybe: it may have arrived, as a bus request that timed out.
-          if (err.sent) throw new RouterError('NO_ANSWER', err.message, { cause: err });
-          // Its connection never opened (the peer's link is now marked unreachable): the bus, in the same order.
-          this.connection();
-        }
-      }
-      await this.sendOnBus(node, batch);
-    } catch (err) {
-      const e = busError(err);
-      for (const w of batch.waiters) w.reject(e);
-    }
-  }
-
-  private async sendOnBus(node: NodeId, batch: Batch): Promise<void> {
-    const nc = this.connection();
-    this.onBus.set(node, (this.onBus.get(node) ?? 0) + 1);
-    try {
-      const answer = await nc.request(this.nodeSubject(node), pack(batch.msgs), { timeout: this.timeout });
-      const { st: statuses, l } = unpack(answer.data) as Answer;
-      if (l) this.links?.learn(node, l);
-      this.answered(node, batch, statuses);
-    } catch (err) {
-      if (!(err instanceof RequestError && err.isNoResponders())) throw err;
-      for (const w of batch.waiters) w.resolve('gone');
-    } finally {
-      const n = this.onBus.get(node)! - 1;
-      if (n > 0) this.onBus.set(node, n);
-      else {
-        this.onBus.delete(node);
-        const parked = this.parked.get(node);
-        this.parked.delete(node);
-        // In order: each is written (or sent on the bus) before the next is looked at.
-        for (const b of parked ?? []) void this.send(node, b);
-      }
-    }
-  }
-
-  private answered(node: NodeId, batch: Batch, statuses: DeliveryStatus[]): void {
-    this.alive(node);
-    for (const [i, w] of batch.waiters.entries()) w.resolve(statuses[i] ?? 'refused');
   }
 
   private async watchStatus(nc: NatsConnection): Promise<void> {
@@ -713,12 +594,4 @@ function readValue(entry: KvEntry): ClaimValue | null {
 
 function isConflict(err: unknown): boolean {
   return (err as { code?: unknown })?.code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test((err as Error)?.message ?? '');
-}
-
-function busError(err: unknown): RouterError {
-  if (err instanceof RouterError) return err;
-  const timedOut = err instanceof TimeoutError || /timeout/i.test((err as Error)?.message ?? '');
-  return timedOut
-    ? new RouterError('NO_ANSWER', 'no answer from the bus in time', { cause: err })
-    : new RouterError('BUS_UNAVAILABLE', `bus unavailable: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
