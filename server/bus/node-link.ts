@@ -12,9 +12,10 @@
  *   key (uint16 length, UTF-8) and the client's chunk frame untouched; `envelope`: msgpack of the same message the
  *   bus would carry, unanswered (a stream's `ended`, which must not overtake its chunks); `request`: a uint32 id
  *   and msgpack of a message, answered by an `answer` frame with the same id and msgpack of the answer.
- * - A request not answered within `requestTimeoutMs` is rejected (`LinkFailure`, sent); so is every request still
- *   unanswered when its connection closes, for any reason. A request on a connection that never opened was not
- *   sent (`LinkFailure.sent` false): the caller may send it another way.
+ * - A request not answered within `requestTimeoutMs` (looked at every quarter of it, at most every 250 ms) is
+ *   rejected (`LinkFailure`, sent); so is every request still unanswered when its connection closes, for any
+ *   reason. A request on a connection that never opened was not sent (`LinkFailure.sent` false): the caller may
+ *   send it another way.
  * - A connection that closes, fails or sends something malformed, without a goodbye first, is a lost link: both
  *   ends report it (`lost`), and the streams with that node are aborted as on a bus failure. A node that leaves
  *   sends a goodbye on each connection first, so its peers learn of its streams' ends from the bus instead.
